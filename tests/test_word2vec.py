@@ -1,0 +1,428 @@
+"""Tests for word2vec.py: vocabulary, subsampling, pairs, noise, the negatives
+check, the evaluations on known answers, t-SNE, the projector files,
+--nearest, the download path with get_file replaced, bad input, and a --quick
+run as a user would."""
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+import word2vec as w2v  # noqa: E402
+
+
+@pytest.fixture(autouse=True)
+def no_network(monkeypatch):
+    """Tests never download: a fetch that is not replaced fails the test."""
+
+    def refuse(fname, origin, **kwargs):
+        pytest.fail(f"a test tried to download {origin}")
+
+    monkeypatch.setattr(w2v.keras.utils, "get_file", refuse)
+
+
+# Pure functions ------------------------------------------------------------------
+
+
+def test_vocabulary_keeps_the_most_frequent_and_counts_the_unknown():
+    words = "a b a c a b d".split()
+    vocab, counts, ids = w2v.build_vocab(words, vocab_size=2)
+    assert vocab == ["UNK", "a", "b"]
+    assert counts.tolist() == [2, 3, 2]  # c and d became UNK
+    assert ids.tolist() == [1, 2, 1, 0, 1, 2, 0]
+    vocab, counts, _ = w2v.build_vocab(words, vocab_size=10)
+    assert vocab == ["UNK", "a", "b", "c", "d"]  # ties in order of appearance
+    assert counts.tolist() == [0, 3, 2, 1, 1]
+
+
+def test_words_are_lower_cased_runs_of_letters(tmp_path):
+    path = tmp_path / "t.txt"
+    path.write_text("The cat's  HAT, 42 times!\nsnake_case café", encoding="utf-8")
+    assert w2v.read_words(path) == [
+        "the", "cat's", "hat", "42", "times", "snake", "case", "café",
+    ]  # fmt: skip
+
+
+def test_subsampling_follows_the_word2vec_formula():
+    counts = np.array([5, 60, 30, 10])  # UNK, then 100 known tokens
+    keep = w2v.keep_probabilities(counts, sample=0.1)
+    expected = [0.0, (math.sqrt(6) + 1) / 6, (math.sqrt(3) + 1) / 3, 1.0]
+    np.testing.assert_allclose(keep, expected)
+    assert keep[1] == pytest.approx(0.5749149571)
+    np.testing.assert_array_equal(w2v.keep_probabilities(counts, 0), [0, 1, 1, 1])
+
+
+def test_noise_table_follows_the_three_quarter_power_without_unk():
+    # 16 ** 0.75 = 8 and 1 ** 0.75 = 1: eight slots for word 1, one for word 2.
+    assert w2v.noise_table([7, 16, 1], size=9).tolist() == [1] * 8 + [2]
+    table = w2v.noise_table([5, 81, 16, 1], size=100)  # 27 : 8 : 1
+    assert np.bincount(table).tolist() == [0, 75, 22, 3]
+
+
+def test_pairs_match_the_hand_worked_example():
+    centers, contexts = w2v.skipgram_pairs([10, 11, 12, 13], spans=[1, 2, 1, 1])
+    pairs = sorted(zip(centers.tolist(), contexts.tolist(), strict=True))
+    assert pairs == [
+        (10, 11),
+        (11, 10), (11, 12), (11, 13),
+        (12, 11), (12, 13),
+        (13, 12),
+    ]  # fmt: skip
+    centers, contexts = w2v.skipgram_pairs([1, 2], spans=[5, 5])  # past the end
+    assert sorted(zip(centers, contexts, strict=True)) == [(1, 2), (2, 1)]
+
+
+def test_epochs_are_seeded_and_differ_from_each_other():
+    ids = np.arange(1, 201, dtype=np.int32) % 20 + 1
+    keep = np.ones(21)
+    keep[0] = 0.0
+
+    def epoch(seed, number):
+        pairs_ds, count = w2v.make_dataset(ids, keep, 3, 64, seed, number)
+        batches = [np.concatenate([c, x]) for c, x in pairs_ds.as_numpy_iterator()]
+        assert sum(len(b) for b in batches) == 2 * count
+        return np.concatenate(batches)
+
+    first = epoch(1, 0)
+    np.testing.assert_array_equal(first, epoch(1, 0))
+    assert not np.array_equal(first, epoch(1, 1))
+    assert not np.array_equal(first, epoch(2, 0))
+
+
+def test_noise_words_are_random_slots_of_the_table_and_seeded():
+    table = w2v.tf.constant(w2v.noise_table([9, 2, 1, 1], size=1000))
+    noise = w2v.sample_noise(table, [4000, 5], [3, 0]).numpy()
+    assert noise.shape == (4000, 5)
+    shares = np.bincount(noise.ravel(), minlength=4) / noise.size
+    assert shares[0] == 0  # UNK is never drawn
+    np.testing.assert_allclose(
+        shares[1:], np.array([2, 1, 1]) ** 0.75 / 3.68, atol=0.02
+    )
+    again = w2v.sample_noise(table, [4000, 5], [3, 0]).numpy()
+    np.testing.assert_array_equal(noise, again)
+    assert not np.array_equal(noise, w2v.sample_noise(table, [4000, 5], [3, 1]))
+
+
+def test_model_scores_are_dot_products():
+    model = w2v.build_model(6, 4, 0.1, 10)
+    rng = np.random.default_rng(0)
+    target, context = rng.normal(size=(6, 4)), rng.normal(size=(6, 4))
+    model.get_layer("target_embedding").set_weights([target])
+    model.get_layer("context_embedding").set_weights([context])
+    center, candidates = np.array([1, 2]), np.array([[3, 4, 5], [0, 1, 2]])
+    scores = np.asarray(model([center, candidates]))  # (2, 3)
+    expected = np.einsum("bd,bkd->bk", target[center], context[candidates])
+    np.testing.assert_allclose(scores, expected, rtol=1e-5)
+
+
+def test_row_adagrad_steps_each_word_by_its_own_running_sum():
+    tf = w2v.tf
+    start_values = np.arange(12, dtype="float32").reshape(4, 3) / 10
+    grads = tf.IndexedSlices(
+        tf.constant([[1.0, 2.0, 2.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]]),
+        tf.constant([1, 1, 3]),  # row 1 twice, rows 0 and 2 untouched
+        tf.constant([4, 3]),
+    )
+    optimizer = w2v.RowAdagrad(0.1)
+    variable = w2v.keras.Variable(start_values)
+    for _ in range(2):
+        optimizer.apply([grads], [variable])
+    result = np.asarray(variable)
+    np.testing.assert_array_equal(result[[0, 2]], start_values[[0, 2]])
+    # Row 1: mean squares 3 and 3, so its sum grows 0.1 -> 6.1 -> 12.1.
+    step = 0.1 * np.array([4.0, 2.0, 2.0])
+    by_hand = start_values[1] - step / np.sqrt(6.1) - step / np.sqrt(12.1)
+    np.testing.assert_allclose(result[1], by_hand, rtol=1e-5)
+    # Row 3: mean square 3, sum 0.1 -> 3.1 -> 6.1.
+    step = 0.1 * np.array([0.0, 3.0, 0.0])
+    by_hand = start_values[3] - step / np.sqrt(3.1) - step / np.sqrt(6.1)
+    np.testing.assert_allclose(result[3], by_hand, rtol=1e-5)
+    sums = np.asarray(optimizer.variables[-1])  # (rows, 1), one per word
+    np.testing.assert_allclose(sums.ravel(), [0.1, 12.1, 0.1, 6.1], rtol=1e-6)
+
+
+# Evaluation on hand-made vectors with known answers ------------------------------
+
+
+def country_vectors():
+    """Cities are `capital + their country`, kings and queens `royal + sex`."""
+    names = ["athens", "paris", "rome", "berlin", "madrid", "lisbon"]
+    countries = ["greece", "france", "italy", "germany", "spain", "portugal"]
+    vocab = names + countries + ["king", "queen", "man", "woman", "the", "of"]
+    eye = np.eye(len(vocab))
+    capital, royal, male, female = eye[12], eye[13], eye[14], eye[15]
+    vectors = [capital + eye[6 + i] for i in range(6)] + [eye[6 + i] for i in range(6)]
+    vectors += [royal + male, royal + female, male, female, eye[16], eye[17]]
+    return np.array(vectors), vocab
+
+
+def test_analogies_find_the_known_answers(analogy_file):
+    questions, skipped = w2v.read_analogies(analogy_file)
+    assert len(questions) == 33 and skipped == 0
+    assert questions[0] == ("athens", "greece", "paris", "france")
+    vectors, vocab = country_vectors()
+    accuracy, coverage, asked = w2v.analogy_accuracy(vectors, vocab, questions)
+    assert (accuracy, asked) == (1.0, 32)  # "unicorn horn" is out of vocabulary
+    assert coverage == pytest.approx(32 / 33)
+    # Swap the royal vectors: both family questions now fail.
+    vectors[[12, 13]] = vectors[[13, 12]]
+    accuracy, _, _ = w2v.analogy_accuracy(vectors, vocab, questions, chunk=7)
+    assert accuracy == pytest.approx(30 / 32)
+
+
+def test_wordsim_spearman_on_a_known_order(wordsim_file):
+    pairs, skipped = w2v.read_wordsim(wordsim_file)
+    assert pairs[0] == ("king", "queen", 8.58) and len(pairs) == 7 and skipped == 0
+    # Angles chosen so that the cosines rank the pairs as people did.
+    angle = {"king": 0, "queen": 0.1, "man": 1, "woman": 1.2, "paris": 2,
+             "france": 2.3, "rome": 3, "italy": 3.4, "of": 1.2, "the": 4,
+             "greece": 5.6}  # fmt: skip
+    vocab = list(angle)
+    vectors = np.array([[math.cos(a), math.sin(a)] for a in angle.values()])
+    rho, coverage, used = w2v.wordsim_spearman(vectors, vocab, pairs)
+    assert (rho, used) == (pytest.approx(1.0), 6)
+    assert coverage == pytest.approx(6 / 7)
+    flipped = [(a, b, -score) for a, b, score in pairs]
+    assert w2v.wordsim_spearman(vectors, vocab, flipped)[0] == pytest.approx(-1.0)
+
+
+def test_nearest_words_leave_out_the_word_and_unk():
+    vocab = ["UNK", "a", "b", "c"]
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
+    near = w2v.nearest_words(vectors, vocab, "a", 2)
+    assert [w for w, _ in near] == ["c", "b"]
+    assert near[0][1] == pytest.approx(1 / math.sqrt(1.01))
+
+
+# Pictures and the projector --------------------------------------------------------
+
+
+def test_tsne_with_fewer_words_than_the_default_perplexity(tmp_path, assert_png):
+    args = w2v.parse_args(["--output-dir", str(tmp_path)])
+    w2v.start(args)
+    vectors = np.random.default_rng(0).normal(size=(10, 8))
+    words = [f"w{i}" for i in range(10)]
+    perplexity = w2v.plot_tsne(vectors, words, tmp_path / "tsne.png", args)
+    assert perplexity == 9.0
+    assert_png(tmp_path / "tsne.png")
+
+
+def test_projector_files_let_tensorboard_show_the_words(tmp_path):
+    run_dir, log_dir = tmp_path / "run", tmp_path / "logs"
+    run_dir.mkdir()
+    log_dir.mkdir()
+    vectors = np.arange(12, dtype="float32").reshape(3, 4)
+    w2v.save_embeddings(run_dir, log_dir, vectors, ["UNK", "king", "queen"])
+    config = (log_dir / "projector_config.pbtxt").read_text()
+    assert 'tensor_name: "embedding/.ATTRIBUTES/VARIABLE_VALUE"' in config
+    assert 'metadata_path: "metadata.tsv"' in config
+    assert (log_dir / "metadata.tsv").read_text() == "UNK\nking\nqueen\n"
+    reader = w2v.tf.train.load_checkpoint(str(log_dir))
+    saved = reader.get_tensor("embedding/.ATTRIBUTES/VARIABLE_VALUE")
+    np.testing.assert_array_equal(saved, vectors)
+    rows = (run_dir / "vectors.tsv").read_text().splitlines()
+    assert rows[1] == "4.000000\t5.000000\t6.000000\t7.000000"
+    assert (run_dir / "metadata.tsv").read_text().splitlines() == [
+        "UNK",
+        "king",
+        "queen",
+    ]
+
+
+# Inference on a saved run -----------------------------------------------------------
+
+
+def saved_run(tmp_path):
+    """A completed run made by hand: king and queen point the same way."""
+    run_dir = tmp_path / "output" / "word2vec" / "20260101-000000_00"
+    run_dir.mkdir(parents=True)
+    model = w2v.build_model(5, 2, 0.025, 10)
+    vectors = np.array([[0, 1], [1, 0], [0.9, 0.1], [-1, 0], [0.5, 0.5]])
+    model.get_layer("target_embedding").set_weights([vectors])
+    model.optimizer.build(model.trainable_variables)  # as after training
+    w2v.save_model(model, run_dir / "model.keras")
+    (run_dir / "metadata.tsv").write_text("UNK\nking\nqueen\nbeggar\nprince\n")
+    (run_dir / "metrics.json").write_text("{}")
+    return run_dir
+
+
+def test_nearest_prints_a_saved_runs_neighbours_on_stdout(tmp_path, capsys):
+    run_dir = saved_run(tmp_path)
+    argv = ["--output-dir", str(tmp_path / "output"), "--num-nearest", "3"]
+    assert w2v.main(["--nearest", "King", *argv]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in out] == ["queen", "prince", "beggar"]
+    assert out[0] == f"queen\t{0.9 / math.hypot(0.9, 0.1):.4f}"
+    assert w2v.main(["--nearest", "unicorn", "--model", str(run_dir)]) == 2
+    assert capsys.readouterr().err.strip().endswith("(4 words)")
+
+
+# Data resolution and bad input ------------------------------------------------------
+
+
+def test_download_path_with_get_file_replaced(
+    tmp_path, monkeypatch, corpus_zip, analogy_file, capsys
+):
+    """No --data: text8.zip is fetched into data/word2vec/; the analogies come
+    down too, WordSim-353 fails, and the run (NCE this time) trains and says
+    what it skipped."""
+    monkeypatch.setattr(w2v, "ROOT", tmp_path / "repo")
+    fetched = []
+
+    def fake_get_file(fname, origin, cache_dir, cache_subdir, file_hash=None):
+        fetched.append((fname, origin, file_hash))
+        if fname == "wordsim353.tsv":
+            raise ConnectionError("offline")
+        source = corpus_zip if fname == "text8.zip" else analogy_file
+        target = Path(cache_dir) / cache_subdir / fname
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(source, target)
+        return str(target)
+
+    monkeypatch.setattr(w2v.keras.utils, "get_file", fake_get_file)
+    out_dir = tmp_path / "out"
+    argv = ["--quick", "--loss", "nce", "--output-dir", str(out_dir)]
+    assert w2v.main([*argv, "--log-dir", str(tmp_path / "l")]) == 0
+    assert [f[1] for f in fetched] == [
+        w2v.TEXT8_URL, w2v.ANALOGIES_URL, w2v.WORDSIM_URL,
+    ]  # fmt: skip
+    assert fetched[2][2] == w2v.WORDSIM_SHA256
+    assert (tmp_path / "repo" / "data" / "word2vec" / "text8.zip").exists()
+    captured = capsys.readouterr()
+    assert "wordsim353.tsv" in captured.err and "--wordsim" in captured.err
+    assert "skipped: WordSim-353" in captured.out
+    (run_dir,) = (out_dir / "word2vec").iterdir()
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["settings"]["loss"] == "nce"
+    results = metrics["results"]
+    assert results["wordsim_spearman"] is None
+    assert 0 <= results["analogy_accuracy"] <= 1
+
+
+def test_offline_without_data_names_the_address_path_and_flag(
+    tmp_path, monkeypatch, capsys
+):
+    monkeypatch.setattr(w2v, "ROOT", tmp_path)
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("offline")
+
+    monkeypatch.setattr(w2v.keras.utils, "get_file", offline)
+    assert w2v.main(["--output-dir", str(tmp_path / "out")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert w2v.TEXT8_URL in err and "--data" in err
+    assert str(tmp_path / "data" / "word2vec" / "text8.zip") in err
+    assert not (tmp_path / "out").exists()
+
+
+def bad_run(tmp_path, capsys, *argv):
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    code = w2v.main(["--quick", "--output-dir", str(out), "--log-dir", str(logs)]
+                    + [str(a) for a in argv])  # fmt: skip
+    err = capsys.readouterr().err.strip().splitlines()
+    assert not out.exists() and not logs.exists(), "an error wrote a run folder"
+    return code, err[-1]
+
+
+def test_too_many_negatives_is_one_line_before_training(tmp_path, capsys, corpus_txt):
+    code, err = bad_run(tmp_path, capsys, "--data", corpus_txt, "--negatives", 40)
+    assert code == 2
+    assert err == (
+        "error: --negatives 40 is more than the vocabulary of 33 words allows; "
+        "lower --negatives"
+    )
+
+
+@pytest.mark.parametrize(
+    ("flag_args", "message"),
+    [
+        (["--data", "missing.txt"], "--data missing.txt: no such file"),
+        (["--data", "{empty}"], "no words in it"),
+        (["--data", "{corpus}", "--analogies", "nope.txt"], "--analogies nope.txt"),
+        (["--data", "{corpus}", "--analogies", "{empty}"], "no analogy questions"),
+        (["--data", "{corpus}", "--wordsim", "{empty}"], "no word pairs"),
+    ],
+)
+def test_bad_input_is_one_line_and_writes_nothing(
+    tmp_path, capsys, corpus_txt, analogy_file, wordsim_file, flag_args, message
+):
+    empty = tmp_path / "empty.txt"
+    empty.write_text("  ,, ;\n")
+    argv = [a.format(empty=empty, corpus=corpus_txt) for a in flag_args]
+    if "--data" in argv:  # both evaluation files given: nothing to download
+        argv += [] if "--analogies" in argv else ["--analogies", str(analogy_file)]
+        argv += [] if "--wordsim" in argv else ["--wordsim", str(wordsim_file)]
+    code, err = bad_run(tmp_path, capsys, *argv)
+    assert code == 2 and err.startswith("error: ") and message in err
+
+
+def test_settings_out_of_range_stop_at_the_parser(capsys):
+    with pytest.raises(SystemExit) as stop:
+        w2v.parse_args(["--window", "0"])
+    assert stop.value.code == 2
+    assert "--window must be at least 1, got 0" in capsys.readouterr().err
+
+
+# A run as a user would ---------------------------------------------------------------
+
+
+def test_quick_run_as_a_user_would(
+    run_script, corpus_zip, analogy_file, wordsim_file, event_tags, assert_png
+):
+    result = run_script(
+        "word2vec", "--quick", "--data", corpus_zip,
+        "--analogies", analogy_file, "--wordsim", wordsim_file,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-3000:]
+    run_dir, log_dir = result.run_dir, result.log_dir
+    assert_png(run_dir / "tsne.png")
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    for key in ("analogy_accuracy", "analogy_coverage", "wordsim_spearman"):
+        assert math.isfinite(metrics["results"][key]), key
+    assert metrics["results"]["words_per_second"] > 0
+    assert metrics["throughput"]["value"] > 0 and metrics["settings"]["quick"]
+    model = w2v.keras.models.load_model(run_dir / "model.keras")
+    scores = model.predict([np.array([1, 2]), np.array([[3, 4, 5], [6, 7, 8]])])
+    assert scores.shape == (2, 3) and np.isfinite(scores).all()
+    vocab = (run_dir / "metadata.tsv").read_text().splitlines()
+    assert vocab[0] == "UNK" and len(vocab) == 34
+    vectors = np.loadtxt(run_dir / "vectors.tsv", delimiter="\t")
+    assert vectors.shape == (34, 32)
+    tags = event_tags(log_dir)
+    assert {"loss", "epoch_loss", "words_per_second"} <= tags["scalars"]
+    assert "nearest_words" in tags["text"] and "tsne" in tags["images"]
+    assert (log_dir / "projector_config.pbtxt").exists()
+    assert "king: " in result.stdout and "nearest words: python" in result.stdout
+
+
+def test_interrupted_run_resumes_from_its_last_epoch(
+    tmp_path, monkeypatch, capsys, corpus_txt, analogy_file, wordsim_file
+):
+    folders = ["--output-dir", str(tmp_path / "out"), "--log-dir", str(tmp_path / "l")]
+    argv = ["--data", corpus_txt, "--epochs", 2, "--vocab-size", 50,
+            "--embedding-dim", 8, "--batch-size", 256, "--tsne-words", 20,
+            "--analogies", analogy_file, "--wordsim", wordsim_file]  # fmt: skip
+    report = w2v.probe_report
+
+    def interrupted(*args):
+        raise KeyboardInterrupt  # Ctrl-C just after epoch 1's checkpoint
+
+    monkeypatch.setattr(w2v, "probe_report", interrupted)
+    assert w2v.main([*map(str, argv), *folders]) == 130
+    assert "--resume" in capsys.readouterr().err
+    (run_dir,) = (tmp_path / "out" / "word2vec").iterdir()
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 1
+    assert not (run_dir / "metrics.json").exists()
+
+    monkeypatch.setattr(w2v, "probe_report", report)
+    assert w2v.main(["--resume", *folders]) == 0  # the saved settings come back
+    assert "resuming" in capsys.readouterr().err
+    assert json.loads((run_dir / "state.json").read_text())["epoch"] == 2
+    metrics = json.loads((run_dir / "metrics.json").read_text())
+    assert metrics["settings"]["embedding_dim"] == 8
+    assert [p.name for p in (tmp_path / "out" / "word2vec").iterdir()] == [run_dir.name]
