@@ -255,7 +255,13 @@ def read_tweets(path, column):
     broken by an unquoted line break) counts as broken, as does a row with too
     many fields, which pandas skips."""
     # "utf-8-sig" drops a byte-order mark, so the first header stays "text".
-    lines = Path(path).read_text(encoding="utf-8-sig", errors="replace")
+    try:
+        lines = Path(path).read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{path}: not UTF-8 text (a bad byte at {err.start}); give a CSV "
+            "with a text column, or a text file with one tweet per line"
+        ) from err
     lines = lines.splitlines()
     header = [name.strip() for name in next(csv.reader(lines[:1]), [])]
     skipped = {"empty": 0, "broken": 0}

@@ -160,10 +160,6 @@ def parse_args(argv=None):
         "nothing",
     )
     args = parser.parse_args(argv)
-    if args.quick:
-        args.epochs = 1
-        args.train_windows = min(args.train_windows, 256)
-        args.generate_steps = min(args.generate_steps, 100)
     positive = ("epochs", "batch_size", "units", "layers", "seq_length")
     for name in positive + ("train_windows", "patience", "generate_steps"):
         if getattr(args, name) < 1:
@@ -174,6 +170,10 @@ def parse_args(argv=None):
         args.val_fraction + args.test_fraction >= 0.9
     ):
         parser.error("--val-fraction and --test-fraction must be > 0, sum < 0.9")
+    if args.quick:  # checked first, so a bad --epochs is never hidden
+        args.epochs = 1
+        args.train_windows = min(args.train_windows, 256)
+        args.generate_steps = min(args.generate_steps, 100)
     return args
 
 

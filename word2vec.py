@@ -173,12 +173,6 @@ def parse_args(argv=None):
         "--num-nearest", type=int, default=8, help="neighbours printed per word"
     )
     args = parser.parse_args(argv)
-    if args.quick:  # a few thousand words, one epoch, small vectors
-        args.epochs = 1
-        args.vocab_size = min(args.vocab_size, 2000)
-        args.embedding_dim = min(args.embedding_dim, 32)
-        args.batch_size = min(args.batch_size, 512)
-        args.tsne_words = min(args.tsne_words, 100)
     for name in ("epochs", "batch_size", "vocab_size", "embedding_dim", "window"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
@@ -193,6 +187,12 @@ def parse_args(argv=None):
         parser.error(f"--sample must be 0 or more, got {args.sample}")
     if not args.learning_rate > 0:
         parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
+    if args.quick:  # after the checks: one epoch, small vectors
+        args.epochs = 1
+        args.vocab_size = min(args.vocab_size, 2000)
+        args.embedding_dim = min(args.embedding_dim, 32)
+        args.batch_size = min(args.batch_size, 512)
+        args.tsne_words = min(args.tsne_words, 100)
     return args
 
 
@@ -241,7 +241,13 @@ def read_words(path):
             raw = Path(path).read_bytes()
     except (OSError, zipfile.BadZipFile) as err:
         raise UsageError(f"{path}: cannot read it ({err})") from err
-    text = raw.decode("utf-8", errors="replace").lower()
+    try:
+        text = raw.decode("utf-8").lower()
+    except UnicodeDecodeError as err:
+        raise UsageError(
+            f"{path}: not UTF-8 text (a bad byte at {err.start}); "
+            "give a plain-text corpus or a zip holding one"
+        ) from err
     words = re.findall(r"[^\W_]+(?:'[^\W_]+)*", text)
     if not words:
         raise UsageError(f"{path}: no words in it; give a plain-text corpus")

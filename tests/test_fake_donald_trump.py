@@ -210,6 +210,13 @@ def test_missing_data_path_is_an_error(tmp_path, capsys):
     assert_one_line_error(capsys, code, out, logs, "nope.txt")
 
 
+def test_binary_file_is_an_error(tmp_path, capsys):
+    binary = tmp_path / "garbage.bin"
+    binary.write_bytes(bytes([0xFF, 0xFE, 0x00, 0x81] * 64))
+    code, out, logs = run_main(tmp_path, "--data", binary, "--quick")
+    assert_one_line_error(capsys, code, out, logs, "not UTF-8 text")
+
+
 # Generation -------------------------------------------------------------------
 
 

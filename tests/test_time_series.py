@@ -254,6 +254,13 @@ def test_bad_usage_is_one_line_and_exit_2(tmp_path, capsys, argv, message):
     assert not out.exists() and not logs.exists()
 
 
+def test_quick_does_not_hide_a_bad_setting(capsys):
+    with pytest.raises(SystemExit) as stop:
+        ts.parse_args(["--quick", "--epochs", "0"])
+    assert stop.value.code == 2
+    assert "--epochs must be at least 1" in capsys.readouterr().err
+
+
 # Whole runs ----------------------------------------------------------------------
 
 

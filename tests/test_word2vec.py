@@ -343,6 +343,7 @@ def test_too_many_negatives_is_one_line_before_training(tmp_path, capsys, corpus
     [
         (["--data", "missing.txt"], "--data missing.txt: no such file"),
         (["--data", "{empty}"], "no words in it"),
+        (["--data", "{binary}"], "not UTF-8 text (a bad byte at 0)"),
         (["--data", "{corpus}", "--analogies", "nope.txt"], "--analogies nope.txt"),
         (["--data", "{corpus}", "--analogies", "{empty}"], "no analogy questions"),
         (["--data", "{corpus}", "--wordsim", "{empty}"], "no word pairs"),
@@ -353,7 +354,9 @@ def test_bad_input_is_one_line_and_writes_nothing(
 ):
     empty = tmp_path / "empty.txt"
     empty.write_text("  ,, ;\n")
-    argv = [a.format(empty=empty, corpus=corpus_txt) for a in flag_args]
+    binary = tmp_path / "garbage.bin"
+    binary.write_bytes(bytes([0xFF, 0xFE, 0x00, 0x81] * 64))
+    argv = [a.format(empty=empty, corpus=corpus_txt, binary=binary) for a in flag_args]
     if "--data" in argv:  # both evaluation files given: nothing to download
         argv += [] if "--analogies" in argv else ["--analogies", str(analogy_file)]
         argv += [] if "--wordsim" in argv else ["--wordsim", str(wordsim_file)]
@@ -361,11 +364,18 @@ def test_bad_input_is_one_line_and_writes_nothing(
     assert code == 2 and err.startswith("error: ") and message in err
 
 
-def test_settings_out_of_range_stop_at_the_parser(capsys):
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--window", "0"], "--window must be at least 1, got 0"),
+        (["--quick", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+    ],
+)
+def test_settings_out_of_range_stop_at_the_parser(capsys, argv, message):
     with pytest.raises(SystemExit) as stop:
-        w2v.parse_args(["--window", "0"])
+        w2v.parse_args(argv)
     assert stop.value.code == 2
-    assert "--window must be at least 1, got 0" in capsys.readouterr().err
+    assert message in capsys.readouterr().err
 
 
 # A run as a user would ---------------------------------------------------------------
