@@ -218,7 +218,8 @@ def resolve_data(args):
     if args.data:
         path = Path(args.data)
         if not path.is_file():
-            raise UsageError(f"--data {path}: no such file")
+            what = "a folder, not a file" if path.is_dir() else "no such file"
+            raise UsageError(f"--data {path}: {what}")
         return path
     path = ROOT / "data" / "trump.txt"
     if path.is_file():

@@ -231,7 +231,8 @@ def read_csv_column(path, column):
     shift time, so it is an error naming its line rather than a skipped row."""
     path = Path(path)
     if not path.is_file():
-        raise UsageError(f"--data {path}: no such file")
+        what = "a folder, not a file" if path.is_dir() else "no such file"
+        raise UsageError(f"--data {path}: {what}")
     try:
         frame = pd.read_csv(path)
     except (pd.errors.ParserError, pd.errors.EmptyDataError, UnicodeDecodeError) as e:

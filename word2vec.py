@@ -205,7 +205,8 @@ def find_corpus(args):
     if args.data is not None:
         path = Path(args.data)
         if not path.is_file():
-            raise UsageError(f"--data {path}: no such file")
+            what = "a folder, not a file" if path.is_dir() else "no such file"
+            raise UsageError(f"--data {path}: {what}")
         return path
     path = ROOT / "data" / "word2vec" / "text8.zip"
     if path.exists():
