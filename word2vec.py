@@ -173,11 +173,8 @@ def parse_args(argv=None):
         "--num-nearest", type=int, default=8, help="neighbours printed per word"
     )
     args = parser.parse_args(argv)
-    for name in ("epochs", "batch_size", "vocab_size", "embedding_dim", "window"):
-        if getattr(args, name) < 1:
-            flag = "--" + name.replace("_", "-")
-            parser.error(f"{flag} must be at least 1, got {getattr(args, name)}")
-    for name in ("negatives", "num_nearest"):
+    at_least_one = ("epochs", "batch_size", "vocab_size", "embedding_dim", "window")
+    for name in at_least_one + ("negatives", "num_nearest"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
             parser.error(f"{flag} must be at least 1, got {getattr(args, name)}")
