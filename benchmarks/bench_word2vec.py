@@ -22,6 +22,7 @@ import argparse
 import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
@@ -51,7 +52,13 @@ def parse_args(argv=None):
     parser.add_argument("--batch-size", type=int, default=lesson.batch_size)
     parser.add_argument("--learning-rate", type=float, default=lesson.learning_rate)
     parser.add_argument("--workers", type=int, default=2, help="gensim's threads")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument(
+        "--seeds",
+        type=int,
+        nargs="+",
+        default=[42, 43, 44],
+        help="one run of each tool per seed; figures are the means",
+    )
     parser.add_argument(
         "--results",
         default=str(ROOT / "output" / "bench" / "word2vec.jsonl"),
@@ -77,7 +84,7 @@ def record(args, row):
     print(json.dumps(row, default=str), file=sys.stderr)
 
 
-def train_gensim(args, words):
+def train_gensim(args, words, seed):
     """gensim's skip-gram with negative sampling; text8 is read by gensim as
     sentences of 10,000 words, and so is the corpus here."""
     from gensim.models import Word2Vec
@@ -94,7 +101,7 @@ def train_gensim(args, words):
         workers=args.workers,
         max_final_vocab=args.vocab_size,
         min_count=1,
-        seed=args.seed,
+        seed=seed,
     )
     model.build_vocab(sentences)
     started = time.time()
@@ -104,7 +111,7 @@ def train_gensim(args, words):
     return model.wv.vectors, vocab, len(words) * args.epochs / seconds, seconds
 
 
-def train_ours(args):
+def train_ours(args, seed):
     """word2vec.py as a user runs it, with --loss neg; its vectors and its own
     words-per-second figure are read back from the run folder."""
     work = Path(args.work_dir)
@@ -115,7 +122,7 @@ def train_ours(args):
         "--window", args.window, "--negatives", args.negatives,
         "--sample", args.sample, "--epochs", args.epochs,
         "--batch-size", args.batch_size, "--learning-rate", args.learning_rate,
-        "--seed", args.seed,
+        "--seed", seed,
         "--output-dir", work / "output", "--log-dir", work / "logs",
     ]  # fmt: skip
     started = time.time()
@@ -145,37 +152,43 @@ def main(argv=None):
     settings = {k: v for k, v in vars(args).items() if k not in ("results",)}
     print(f"{args.data}: {len(words)} words; settings {settings}", file=sys.stderr)
 
-    found = {}
-    if not args.skip_gensim:
-        vectors, vocab, speed, seconds = train_gensim(args, words)
-        found["gensim"] = (vectors, vocab, speed)
-        record(args, {"tool": "gensim", "words_per_second": speed,
-                      "train_seconds": seconds, "vocab": len(vocab),
-                      "own": score(vectors, vocab, questions, pairs),
-                      "settings": settings})  # fmt: skip
-    if not args.skip_ours:
-        vectors, vocab, speed, wall, run_dir = train_ours(args)
-        found["ours"] = (vectors, vocab, speed)
-        record(args, {"tool": "word2vec.py", "words_per_second": speed,
-                      "wall_seconds": wall, "vocab": len(vocab), "run": run_dir,
-                      "own": score(vectors, vocab, questions, pairs),
-                      "settings": settings})  # fmt: skip
-    if len(found) < 2:
+    found = {"gensim": [], "ours": []}  # (vectors, vocab, words/s) per seed
+    for seed in args.seeds:
+        if not args.skip_gensim:
+            vectors, vocab, speed, seconds = train_gensim(args, words, seed)
+            found["gensim"].append((vectors, vocab, speed))
+            record(args, {"tool": "gensim", "seed": seed, "words_per_second": speed,
+                          "train_seconds": seconds, "vocab": len(vocab),
+                          "own": score(vectors, vocab, questions, pairs),
+                          "settings": settings})  # fmt: skip
+        if not args.skip_ours:
+            vectors, vocab, speed, wall, run_dir = train_ours(args, seed)
+            found["ours"].append((vectors, vocab, speed))
+            record(args, {"tool": "word2vec.py", "seed": seed,
+                          "words_per_second": speed, "wall_seconds": wall,
+                          "vocab": len(vocab), "run": run_dir,
+                          "own": score(vectors, vocab, questions, pairs),
+                          "settings": settings})  # fmt: skip
+    if not (found["gensim"] and found["ours"]):
         return 0
 
-    # The same questions for both: those whose words both vocabularies hold.
-    shared = set(found["gensim"][1]) & set(found["ours"][1])
+    # The same questions for every run: those whose words all vocabularies hold.
+    shared = set.intersection(*(set(v) for runs in found.values() for _, v, _ in runs))
     same_questions = [q for q in questions if all(w in shared for w in q)]
     same_pairs = [p for p in pairs if p[0] in shared and p[1] in shared]
-    figures = {
-        tool: dict(score(v, vocab, same_questions, same_pairs), words_per_second=s)
-        for tool, (v, vocab, s) in found.items()
+    figures = {}  # tool -> measure -> one figure per seed
+    for tool, runs in found.items():
+        scores = [
+            dict(score(v, vocab, same_questions, same_pairs), words_per_second=s)
+            for v, vocab, s in runs
+        ]
+        figures[tool] = {key: [row[key] for row in scores] for key in scores[0]}
+    measures = ("analogy_accuracy", "wordsim_spearman", "words_per_second")
+    means = {
+        tool: {key: statistics.mean(figures[tool][key]) for key in measures}
+        for tool in figures
     }
-    ours, gensim = figures["ours"], figures["gensim"]
-    ratios = {
-        key: ours[key] / gensim[key]
-        for key in ("analogy_accuracy", "wordsim_spearman", "words_per_second")
-    }
+    ratios = {key: means["ours"][key] / means["gensim"][key] for key in measures}
     wall = time.time() - bench_started
     machine = (
         f"{os.cpu_count()} cores, CPU ({platform.processor() or platform.machine()}),"
@@ -184,28 +197,33 @@ def main(argv=None):
     command = "python benchmarks/bench_word2vec.py " + " ".join(
         a if " " not in a else repr(a) for a in (argv or sys.argv[1:])
     )
-    record(args, {"tool": "comparison", "figures": figures, "ratios": ratios,
+    record(args, {"tool": "comparison", "seeds": args.seeds, "figures": figures,
+                  "means": means, "ratios": ratios,
                   "same_questions": len(same_questions),
                   "same_pairs": len(same_pairs), "wall_seconds": wall,
                   "machine": machine, "command": command})  # fmt: skip
 
-    print("\n| measure | word2vec.py (--loss neg) | gensim | ratio |")
+    def cell(tool, key, form):
+        values = figures[tool][key]
+        each = ", ".join(format(v, form) for v in values)
+        return f"{means[tool][key]:{form}} ({each})"
+
+    print(f"\n| measure, mean over seeds {args.seeds} (each seed) | word2vec.py "
+          "(--loss neg) | gensim | ratio |")  # fmt: skip
     print("| --- | --- | --- | --- |")
-    print(
-        f"| analogy accuracy ({len(same_questions)} questions) | "
-        f"{ours['analogy_accuracy']:.4f} | {gensim['analogy_accuracy']:.4f} | "
-        f"{ratios['analogy_accuracy']:.2f} |"
-    )
-    print(
-        f"| WordSim-353 Spearman ({len(same_pairs)} pairs) | "
-        f"{ours['wordsim_spearman']:.4f} | {gensim['wordsim_spearman']:.4f} | "
-        f"{ratios['wordsim_spearman']:.2f} |"
-    )
-    print(
-        f"| words per second | {ours['words_per_second']:,.0f} | "
-        f"{gensim['words_per_second']:,.0f} (workers={args.workers}) | "
-        f"{ratios['words_per_second']:.2f} |"
-    )
+    labels = {
+        "analogy_accuracy": (f"analogy accuracy ({len(same_questions)} questions)",
+                             ".4f"),
+        "wordsim_spearman": (f"WordSim-353 Spearman ({len(same_pairs)} pairs)",
+                             ".4f"),
+        "words_per_second": (f"words per second (gensim: {args.workers} workers)",
+                             ",.0f"),
+    }  # fmt: skip
+    for key, (label, form) in labels.items():
+        print(
+            f"| {label} | {cell('ours', key, form)} | {cell('gensim', key, form)} | "
+            f"{ratios[key]:.2f} |"
+        )
     print(f"\nwall time {wall:.0f} s; {machine}\ncommand: {command}")
     return 0
 
