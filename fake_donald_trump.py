@@ -467,7 +467,7 @@ def step_function(step_model, temperature, top_k):
     never_unknown = np.zeros(vocab_size, dtype=np.float32)
     never_unknown[0] = -np.inf  # never write the stand-in for unseen characters
 
-    @tf.function
+    @tf.function(reduce_retracing=True)  # the batch shrinks as tweets end
     def step(ids, states, seed):
         logits, *states = step_model([ids, *states])  # (batch, 1) -> (batch, vocab)
         return sample(logits + never_unknown, temperature, top_k, seed), states
@@ -478,7 +478,9 @@ def step_function(step_model, temperature, top_k):
 def generate(step_model, vocab, primes, temperature, top_k, max_length, seed):
     """Write one tweet per prime, all in one batch, each ending at END or at
     max_length. Primes are fed one character per step (teacher forcing), so
-    rows with different primes still share every step."""
+    rows with different primes still share every step. A tweet that ends
+    leaves the batch with its state, so the later steps compute only the
+    tweets still being written."""
     char_to_id = {ch: i for i, ch in enumerate(vocab)}
     end_id = char_to_id[END]
     batch = len(primes)
@@ -490,15 +492,18 @@ def generate(step_model, vocab, primes, temperature, top_k, max_length, seed):
     states = [tf.zeros((batch, s.shape[-1])) for s in step_model.inputs[1:]]
     ids = np.full((batch, 1), end_id, dtype=np.int32)  # every tweet follows END
     written = np.zeros((batch, max_length), dtype=np.int32)
-    done = np.zeros(batch, dtype=bool)
+    rows = np.arange(batch)  # the tweets still being written, in batch order
     for t in range(max_length):
         next_ids, states = step(ids, states, tf.constant([seed, t]))
-        next_ids = np.where(forced[:, t] >= 0, forced[:, t], next_ids.numpy())
-        written[:, t] = next_ids
-        done |= next_ids == end_id
-        if done.all():
-            break
-        ids = next_ids[:, None]  # (batch,) -> (batch, 1)
+        next_ids = np.where(forced[rows, t] >= 0, forced[rows, t], next_ids.numpy())
+        written[rows, t] = next_ids
+        going = next_ids != end_id
+        if not going.all():  # finished tweets leave the batch, with their states
+            if not going.any():
+                break
+            rows, next_ids = rows[going], next_ids[going]
+            states = [tf.gather(state, np.flatnonzero(going)) for state in states]
+        ids = next_ids[:, None]  # (rows,) -> (rows, 1)
     tweets = []
     for row in written:
         ends = np.flatnonzero(row == end_id)

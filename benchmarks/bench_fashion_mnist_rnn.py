@@ -10,7 +10,9 @@ On the real Fashion-MNIST, in one process on one machine:
 2. the classic configuration (LSTM of 50 returning sequences, LSTM of 32,
    softmax; Adam; batch 128; all 60,000 training images, no validation) for
    the same training wall time as the mean of ours, the test set scored after
-   every epoch.
+   every epoch; its accuracy at that time is its final figure. It then trains
+   on until it reaches --target (at most --classic-cap times as long), so that
+   its time to the target is measured in the same run.
 
 For each it reports the final test accuracy and the training time until the
 test accuracy first reached --target (or that it never did), and prints a
@@ -74,6 +76,13 @@ def parse_args(argv=None):
         help="the classic's training time; default the mean of our runs",
     )
     parser.add_argument(
+        "--classic-cap",
+        type=float,
+        default=4.0,
+        help="past the shared time, the classic trains on until it reaches "
+        "--target, for at most this many times that time",
+    )
+    parser.add_argument(
         "--skip-ours", action="store_true", help="only the classic (needs seconds)"
     )
     return parser.parse_args(argv)
@@ -81,11 +90,13 @@ def parse_args(argv=None):
 
 class TestEveryEpoch(keras.callbacks.Callback):
     """Scores the test set after every epoch and keeps a clock of training
-    time that leaves the scoring out; can stop training at a time budget."""
+    time that leaves the scoring out. With a budget, stops at the first epoch
+    end past it at which the target was reached, or past budget * cap."""
 
-    def __init__(self, x_test, y_test, log, budget=None):
+    def __init__(self, x_test, y_test, log, budget=None, target=None, cap=1.0):
         super().__init__()
-        self.x_test, self.y_test, self.log, self.budget = x_test, y_test, log, budget
+        self.x_test, self.y_test, self.log = x_test, y_test, log
+        self.budget, self.target, self.cap = budget, target, cap
         self.epochs = []
 
     def on_train_begin(self, logs=None):
@@ -106,7 +117,10 @@ class TestEveryEpoch(keras.callbacks.Callback):
         self.epochs.append(record)
         self.log(record)
         print(f"  epoch {epoch + 1}: {record}", file=sys.stderr, flush=True)
-        if self.budget is not None and train_seconds >= self.budget:
+        if self.budget is None or train_seconds < self.budget:
+            return
+        reached = first_reach(self.epochs, self.target) is not None
+        if reached or train_seconds >= self.budget * self.cap:
             self.model.stop_training = True
 
 
@@ -158,12 +172,13 @@ def classic_model():
     return model
 
 
-def run_classic(seconds, data, log, seed=42):
-    """The classic configuration on all training images for a time budget."""
+def run_classic(seconds, data, log, target, cap, seed=42):
+    """The classic configuration on all training images for a time budget,
+    and on past it (up to cap times the budget) until it reaches the target."""
     (x_train, y_train), (x_test, y_test) = data
     keras.utils.set_random_seed(seed)
     model = classic_model()
-    test_cb = TestEveryEpoch(x_test, y_test, log, budget=seconds)
+    test_cb = TestEveryEpoch(x_test, y_test, log, seconds, target, cap)
     model.fit(
         x_train, y_train, batch_size=128, epochs=1000, callbacks=[test_cb], verbose=2
     )
@@ -207,12 +222,18 @@ def main(argv=None):
     budget = args.classic_seconds or float(np.mean([r["train_seconds"] for r in ours]))
 
     print(f"classic, {budget:.0f} s of training", file=sys.stderr, flush=True)
-    epochs = run_classic(budget, data, logger(model="classic"))
+    epochs = run_classic(
+        budget, data, logger(model="classic"), args.target, args.classic_cap
+    )
+    # Its accuracy at the same training time as ours: the first epoch end at or
+    # past the budget. Epochs after that only time its way to the target.
+    same_time = next((r for r in epochs if r["train_seconds"] >= budget), epochs[-1])
     classic = {
-        "test_accuracy": epochs[-1]["test_accuracy"],
-        "train_seconds": epochs[-1]["train_seconds"],
+        "test_accuracy": same_time["test_accuracy"],
+        "train_seconds": same_time["train_seconds"],
         "reach_seconds": first_reach(epochs, args.target),
-        "epochs": len(epochs),
+        "epochs": same_time["epoch"],
+        "epochs_to_reach": len(epochs),
     }
     logger(model="classic", final=True)(classic)
 
