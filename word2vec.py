@@ -27,15 +27,16 @@ settings.json and metrics.json; logs/word2vec/<run>/: the loss, the nearest
 words of a few probe words as text, and the embeddings for TensorBoard's
 Projector tab:  tensorboard --logdir logs
 
-What to expect: the Brown corpus (1M words) trains in about 4 minutes on a
-2-core CPU (about 27,000 words a second): 5 epochs give a WordSim-353
-Spearman of 0.28 and an analogy accuracy of 1.7% on the 51% of questions in
-its vocabulary (1M words is little text; gensim gets 0.25 and 2.1%). text8
-(17M words) takes about an hour for 5 epochs. Nearest words of "three" are
-soon "four, two, five, six".
+What to expect: the Brown corpus (1M words) trains in about 2 minutes on a
+2-core CPU (34,000 to 53,000 words a second): 5 epochs give a WordSim-353
+Spearman of 0.28 to 0.36 and an analogy accuracy of about 1.8% on the 51% of
+questions in its vocabulary, by seed (1M words is little text; gensim, on the
+same words and candidates, gets 0.25 and 2.4%). text8 (17M words) takes about
+40 minutes for 5 epochs. Nearest words of "three" are soon "four, two, five,
+six".
 
 Caveats: the vectors depend on the seed; figures repeat on the same CPU and
-may differ on a GPU. Throughput is about a seventh of gensim's (C, two
+may differ on a GPU. Throughput is about an eighth of gensim's (C, two
 threads). Analogies search the whole vocabulary (gensim searches its first
 300,000 words), so figures are comparable within this script only.
 """
