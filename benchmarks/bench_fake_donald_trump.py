@@ -7,7 +7,8 @@
    for the same wall time on the same split, and scored over the same held-out
    characters in the same windows as ours.
 3. Generation speed: 20 tweets in one batch against 20 tweets one at a time,
-   with our saved model, in characters per second.
+   with our saved model, in characters per second; --rounds rounds, each a
+   batch and then its count of single tweets, so load changes hit both.
 
 Each finished measurement is appended to --results as one JSON line, so an
 interrupted benchmark keeps what it measured. The last line printed is a
@@ -66,7 +67,10 @@ def parse_args(argv=None):
         "--generation-tweets", type=int, default=20, help="tweets in one batch"
     )
     parser.add_argument(
-        "--rounds", type=int, default=3, help="batches timed (and as many tweets alone)"
+        "--rounds",
+        type=int,
+        default=10,
+        help="batches timed (and as many tweets alone)",
     )
     parser.add_argument(
         "--skip-classic", action="store_true", help="measure ours and generation only"
@@ -199,19 +203,26 @@ def main(argv=None):
     step_model = lesson.make_step_model(model)
     count, rounds = args.generation_tweets, args.rounds
 
-    def rate(batch, calls):
-        """Characters per second over `calls` calls of `batch` tweets each."""
-        lesson.generate(step_model, vocab, [""] * batch, 0.8, 0, 280, seed=0)  # trace
-        written, begun = [], time.perf_counter()
-        for i in range(calls):
-            written.append(
-                lesson.generate(step_model, vocab, [""] * batch, 0.8, 0, 280, i + 1)
-            )
-        seconds = time.perf_counter() - begun
-        return sum(len(t) + 1 for row in written for t in row) / seconds, written
-
-    batched, batches = rate(count, rounds)
-    alone, _ = rate(1, count * rounds)
+    # Rounds alternate between one batch of `count` tweets and `count` tweets
+    # one at a time, so a change in the machine's load falls on both alike.
+    for batch in (count, 1):  # trace the step for both shapes first
+        lesson.generate(step_model, vocab, [""] * batch, 0.8, 0, 280, seed=0)
+    seconds, chars, batches = {count: 0.0, 1: 0.0}, {count: 0, 1: 0}, []
+    for i in range(rounds):
+        for batch in (count, 1):
+            begun = time.perf_counter()
+            tweets = [
+                tweet
+                for j in range(count // batch)
+                for tweet in lesson.generate(
+                    step_model, vocab, [""] * batch, 0.8, 0, 280, 1 + i * count + j
+                )
+            ]
+            seconds[batch] += time.perf_counter() - begun
+            chars[batch] += sum(len(t) + 1 for t in tweets)
+            if batch == count:
+                batches.append(tweets)
+    batched, alone = (chars[b] / seconds[b] for b in (count, 1))
     # A batch runs until its longest tweet ends: even if a step cost the same
     # at any batch size, the speedup could not pass this.
     steps = [[min(len(t) + 1, 280) for t in row] for row in batches]
