@@ -482,12 +482,20 @@ def log_pictures(log_dir, pngs, test_accuracy, step):
 
 
 def evaluate_only(args):
-    """Score a saved model on the test set; results on stdout, one per line."""
+    """Score a saved model on the test set; results on stdout, one per line.
+    Without --data, the test images come from the folder the run used."""
     run_dir = model_run_dir(args)
+    settings = run_dir / "settings.json"
+    if args.data is None and settings.exists():  # the run's data, if still there
+        saved = json.loads(settings.read_text()).get("data")
+        if saved and Path(saved).is_dir():
+            args.data = saved
     start(args)
-    (_, _), (x_test, y_test) = load_data(find_data(args))
+    folder = find_data(args)
+    (_, _), (x_test, y_test) = load_data(folder)
     if args.quick:
         x_test, y_test = x_test[:500], y_test[:500]
+    print(f"scoring {len(x_test)} test images from {folder}", file=sys.stderr)
     try:
         model = keras.models.load_model(run_dir / "model.keras")
     except (OSError, ValueError) as err:

@@ -920,6 +920,8 @@ def run(args):
     }
     write_metrics(run_dir, args, started, throughput, results)
 
+    example = next((word for word in PROBE_WORDS if word in vocab), vocab[-1])
+
     def figure(key):
         value = results.get(key)
         return "skipped" if value is None else f"{value:.4f}"
@@ -929,7 +931,7 @@ def run(args):
         f"{figure('analogy_coverage')}), WordSim-353 Spearman "
         f"{figure('wordsim_spearman')}, {words_per_second:,.0f} words/s"
         + (f"\nskipped: {', '.join(skipped)} (file not found)" if skipped else "")
-        + f"\nnearest words: python {SCRIPT}.py --nearest king --model {run_dir}",
+        + f"\nnearest words: python {SCRIPT}.py --nearest {example} --model {run_dir}",
         run_dir,
         log_dir,
     )

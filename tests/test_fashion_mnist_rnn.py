@@ -289,6 +289,12 @@ def test_quick_run_as_a_user_would(
     lines = capsys.readouterr().out.splitlines()
     assert lines[0] == f"test_accuracy\t{results['test_accuracy']:.4f}"
     assert [line.split("\t")[0] for line in lines[1:]] == lesson.CLASS_NAMES
+    # Without --data it reads the test images from the folder the run used.
+    argv = ["--evaluate-only", "--quick", "--model", str(run_dir)]
+    assert lesson.main(argv) == 0
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == lines
+    assert f" test images from {fashion_dir}\n" in captured.err
     assert snapshot(result.output_root, result.log_root) == before
 
 
