@@ -81,17 +81,32 @@ def test_epochs_are_seeded_and_differ_from_each_other():
     ids = np.arange(1, 201, dtype=np.int32) % 20 + 1
     keep = np.ones(21)
     keep[0] = 0.0
+    table = w2v.noise_table(np.r_[0, np.ones(20)], size=100)  # words 1 to 20
 
     def epoch(seed, number):
-        pairs_ds, count = w2v.make_dataset(ids, keep, 3, 64, seed, number)
-        batches = [np.concatenate([c, x]) for c, x in pairs_ds.as_numpy_iterator()]
-        assert sum(len(b) for b in batches) == 2 * count
-        return np.concatenate(batches)
+        settings = (3, 16, 4, seed, number, table, 2)  # 4 batches of 16 a call
+        pairs_ds, count = w2v.make_dataset(ids, keep, *settings)
+        groups = list(pairs_ds.as_numpy_iterator())
+        assert all(c.shape == (4, 16) and x.shape == (4, 16, 3) for c, x in groups)
+        centers = np.concatenate([c.ravel() for c, _ in groups])
+        candidates = np.concatenate([x.reshape(-1, 3) for _, x in groups])
+        # The epoch is padded to whole calls with UNK centers, and only there.
+        assert len(centers) == -(-count // 64) * 64
+        assert (centers[:count] > 0).all() and (centers[count:] == 0).all()
+        centers, candidates = centers[:count], candidates[:count]
+        # Column 0 is each center's true neighbour: the words are consecutive
+        # ids mod 20, so a neighbour within 3 differs from its center by 1-3.
+        distance = (candidates[:, 0] - centers) % 20
+        assert set(distance.tolist()) <= {1, 2, 3, 17, 18, 19}
+        assert candidates[:, 1:].min() >= 1  # noise words, never UNK
+        return np.concatenate([centers[:, None], candidates], axis=1)
 
     first = epoch(1, 0)
     np.testing.assert_array_equal(first, epoch(1, 0))
     assert not np.array_equal(first, epoch(1, 1))
     assert not np.array_equal(first, epoch(2, 0))
+    # The noise differs from batch to batch within an epoch, too.
+    assert not np.array_equal(first[:16, 2:], first[16:32, 2:])
 
 
 def test_noise_words_are_random_slots_of_the_table_and_seeded():
@@ -120,33 +135,54 @@ def test_model_scores_are_dot_products():
     np.testing.assert_allclose(scores, expected, rtol=1e-5)
 
 
-def test_row_adagrad_steps_each_word_by_its_own_running_sum():
-    tf = w2v.tf
-    start_values = np.arange(12, dtype="float32").reshape(4, 3) / 10
-    grads = tf.IndexedSlices(
-        tf.constant([[1.0, 2.0, 2.0], [3.0, 0.0, 0.0], [0.0, 3.0, 0.0]]),
-        tf.constant([1, 1, 3]),  # row 1 twice, rows 0 and 2 untouched
-        tf.constant([4, 3]),
+def test_a_training_step_is_word2vecs_update_for_each_pair():
+    model = w2v.build_model(5, 3, 0.5, 10)  # SGD, rate 0.5 at the first step
+    rng = np.random.default_rng(1)
+    target, context = rng.normal(size=(5, 3)), rng.normal(size=(5, 3))
+    model.get_layer("target_embedding").set_weights([target])
+    model.get_layer("context_embedding").set_weights([context])
+    center, candidates = np.array([1, 2]), np.array([[3, 4], [0, 4]])
+    # One call trains a group of batches in turn: this pair of pairs, then a
+    # batch of padding (center UNK), which must change nothing.
+    padding = np.zeros((2, 2), np.int32)
+    mean_loss = w2v.make_train_step(model)(
+        np.stack([center, padding[:, 0]]), np.stack([candidates, padding + 4])
     )
-    optimizer = w2v.RowAdagrad(0.1)
-    variable = w2v.keras.Variable(start_values)
-    for _ in range(2):
-        optimizer.apply([grads], [variable])
-    result = np.asarray(variable)
-    np.testing.assert_array_equal(result[[0, 2]], start_values[[0, 2]])
-    # Row 1: mean squares 3 and 3, so its sum grows 0.1 -> 6.1 -> 12.1.
-    step = 0.1 * np.array([4.0, 2.0, 2.0])
-    by_hand = start_values[1] - step / np.sqrt(6.1) - step / np.sqrt(12.1)
-    np.testing.assert_allclose(result[1], by_hand, rtol=1e-5)
-    # Row 3: mean square 3, sum 0.1 -> 3.1 -> 6.1.
-    step = 0.1 * np.array([0.0, 3.0, 0.0])
-    by_hand = start_values[3] - step / np.sqrt(3.1) - step / np.sqrt(6.1)
-    np.testing.assert_allclose(result[3], by_hand, rtol=1e-5)
-    sums = np.asarray(optimizer.variables[-1])  # (rows, 1), one per word
-    np.testing.assert_allclose(sums.ravel(), [0.1, 12.1, 0.1, 6.1], rtol=1e-6)
+
+    # By hand: each (center, candidate) pair is a logistic regression, label 1
+    # for the neighbour (column 0) and 0 for noise; its error moves both rows.
+    new_target, new_context, losses = target.copy(), context.copy(), []
+    for c, row in zip(center, candidates, strict=True):
+        for k, label in zip(row, [1.0, 0.0], strict=True):
+            p = 1 / (1 + np.exp(-target[c] @ context[k]))
+            losses.append(-np.log(p if label else 1 - p))
+            new_target[c] -= 0.5 * (p - label) * context[k]
+            new_context[k] -= 0.5 * (p - label) * target[c]
+    assert float(mean_loss) == pytest.approx(sum(losses) / 2, rel=1e-5)
+    got = model.get_layer("target_embedding").get_weights()[0]
+    np.testing.assert_allclose(got, new_target, rtol=1e-5, atol=1e-6)
+    got = model.get_layer("context_embedding").get_weights()[0]
+    np.testing.assert_allclose(got, new_context, rtol=1e-5, atol=1e-6)
 
 
-# Evaluation on hand-made vectors with known answers ------------------------------
+def test_nce_scores_each_candidate_against_its_noise_odds():
+    counts = np.array([3, 16, 1, 81])  # UNK, then q = 8 : 1 : 27 (power 0.75)
+    log_odds = w2v.noise_log_odds(counts, negatives=2)
+    np.testing.assert_allclose(
+        log_odds[1:], np.log(2 * np.array([8, 1, 27]) / 36), rtol=1e-6
+    )
+    assert log_odds[0] == -np.inf  # UNK is never a candidate
+    model = w2v.build_model(4, 2, 0.1, 10)
+    model.get_layer("target_embedding").set_weights([np.ones((4, 2)) * 0.5])
+    model.get_layer("context_embedding").set_weights([np.eye(4, 2)])
+    center, candidates = np.array([1]), np.array([[1, 3, 2]])  # scores .5 0 0
+    nce = w2v.sampled_loss(model, center, candidates, w2v.tf.constant(log_odds))
+    logits = np.array([0.5, 0.0, 0.0]) - log_odds[[1, 3, 2]]
+    by_hand = np.log1p(np.exp(-logits[0])) + np.log1p(np.exp(logits[1:])).sum()
+    assert float(nce[0]) == pytest.approx(by_hand, rel=1e-5)
+    neg = w2v.sampled_loss(model, center, candidates)  # no correction
+    by_hand = np.log1p(np.exp(-0.5)) + 2 * np.log(2)
+    assert float(neg[0]) == pytest.approx(by_hand, rel=1e-5)
 
 
 def country_vectors():
