@@ -38,6 +38,7 @@ the training data is shuffled from the seed again.
 """
 
 import argparse
+import contextlib
 import gzip
 import itertools
 import json
@@ -214,6 +215,8 @@ def find_data(args):
                 cache_subdir="fashion_mnist",
             )
         except Exception as err:  # offline, refused, or a bad checksum
+            with contextlib.suppress(OSError):  # leave no empty folder behind
+                folder.rmdir()
             raise UsageError(
                 f"cannot download {ORIGIN}{name} ({type(err).__name__}); place "
                 f"{', '.join(FILES)} in {folder}, or pass --data DIR"

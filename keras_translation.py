@@ -16,7 +16,7 @@ Run it:
 
 Data: Tatoeba English-French pairs from manythings.org, one pair a line,
 English<TAB>French[<TAB>attribution]. Read from --data (the .txt or the zip),
-else data/fra.txt, else downloaded from DATA_URL into data/ with
+else data/fra.txt, else downloaded from DATA_URL into data/fra-eng/ with
 keras.utils.get_file (no checksum is published for it, so none is checked).
 Lines without a tab or with an empty side are skipped and counted.
 
@@ -43,6 +43,7 @@ tatoeba.org.
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -194,8 +195,8 @@ def parse_pairs(lines):
 
 
 def resolve_data(args):
-    """The pairs file: --data, else data/fra.txt (or the extracted zip), else
-    a download of the zip into data/."""
+    """The pairs file: --data, else data/fra.txt (or the zip extracted under
+    data/fra-eng/), else a download of the zip into data/fra-eng/."""
     if args.data:
         path = Path(args.data)
         if not path.exists():
@@ -209,9 +210,15 @@ def resolve_data(args):
     try:
         # Note: no checksum is published for this zip, so none is checked.
         extracted = keras.utils.get_file(
-            "fra-eng.zip", DATA_URL, extract=True, cache_dir=str(data_dir)
+            "fra-eng.zip",
+            DATA_URL,
+            extract=True,
+            cache_dir=str(data_dir),
+            cache_subdir="fra-eng",  # extracted to fra-eng/fra-eng_extracted/
         )
     except Exception as err:
+        with contextlib.suppress(OSError):  # leave no empty folder behind
+            (data_dir / "fra-eng").rmdir()
         raise UsageError(
             f"cannot download {DATA_URL} ({err}); put fra.txt at "
             f"{data_dir / 'fra.txt'} or pass --data PATH"

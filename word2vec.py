@@ -44,6 +44,7 @@ threads). Analogies search the whole vocabulary (gensim searches its first
 import argparse
 import collections
 import concurrent.futures
+import contextlib
 import itertools
 import json
 import math
@@ -224,6 +225,8 @@ def find_corpus(args):
             cache_subdir="word2vec",
         )
     except Exception as err:  # offline, refused, or cut short
+        with contextlib.suppress(OSError):  # leave no empty folder behind
+            path.parent.rmdir()
         raise UsageError(
             f"cannot download {TEXT8_URL} ({type(err).__name__}); place "
             f"text8.zip at {path}, or pass --data FILE"
@@ -613,6 +616,8 @@ def find_eval_file(given, name, url, sha256, flag):
             )
         )
     except Exception as err:  # offline, refused, or a bad checksum
+        with contextlib.suppress(OSError):  # leave no empty folder behind
+            path.parent.rmdir()
         print(
             f"note: cannot download {url} ({type(err).__name__}); that evaluation "
             f"is skipped: place {name} at {path}, or pass {flag} FILE",

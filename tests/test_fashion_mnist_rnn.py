@@ -197,7 +197,8 @@ def test_missing_data_path_is_an_error_not_a_download(tmp_path, capsys):
 def test_offline_without_files_names_address_folder_and_files(
     tmp_path, monkeypatch, capsys
 ):
-    def offline(*args, **kwargs):
+    def offline(*args, cache_dir, cache_subdir, **kwargs):
+        (Path(cache_dir) / cache_subdir).mkdir(parents=True)  # as get_file does
         raise Exception("URL fetch failure: no network")  # what get_file raises
 
     monkeypatch.setattr(lesson, "ROOT", tmp_path)
@@ -209,6 +210,7 @@ def test_offline_without_files_names_address_folder_and_files(
     assert str(tmp_path / "data" / "fashion_mnist") in line
     assert all(name in line for name in FILE_NAMES)
     assert written(out, logs) == []
+    assert not (tmp_path / "data" / "fashion_mnist").exists()  # no empty folder
 
 
 @pytest.mark.parametrize(

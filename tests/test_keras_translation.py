@@ -4,6 +4,7 @@ decoding (greedy and beam), bad input, and a --quick run as a user would."""
 import json
 import math
 import zipfile
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -217,7 +218,8 @@ def test_unusable_or_too_small_data(tmp_path, capsys, fra_pairs_2col):
 def test_offline_without_data_names_address_path_and_flag(
     tmp_path, capsys, monkeypatch
 ):
-    def offline(*args, **kwargs):
+    def offline(*args, cache_dir, cache_subdir, **kwargs):
+        (Path(cache_dir) / cache_subdir).mkdir(parents=True)  # as get_file does
         raise Exception("URL fetch failure")
 
     monkeypatch.setattr(kt, "ROOT", tmp_path)
@@ -226,6 +228,31 @@ def test_offline_without_data_names_address_path_and_flag(
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert kt.DATA_URL in err and str(tmp_path / "data" / "fra.txt") in err
     assert "--data" in err
+    assert list((tmp_path / "data").iterdir()) == []  # no empty folder left
+
+
+def test_the_download_is_extracted_once_and_found_again(
+    tmp_path, monkeypatch, fra_pairs_2col
+):
+    """Keras' get_file extracts fra-eng.zip to <subdir>/fra-eng_extracted/ and
+    returns that folder; the next run finds fra.txt there, with no download."""
+    fetched = []
+
+    def fake_get_file(fname, origin, extract, cache_dir, cache_subdir):
+        fetched.append((fname, origin))
+        extracted = Path(cache_dir) / cache_subdir / "fra-eng_extracted"
+        (extracted / "fra-eng").mkdir(parents=True)
+        (extracted / "fra-eng" / "fra.txt").write_bytes(fra_pairs_2col.read_bytes())
+        return str(extracted)
+
+    monkeypatch.setattr(kt, "ROOT", tmp_path)
+    monkeypatch.setattr(kt.keras.utils, "get_file", fake_get_file)
+    args = kt.parse_args([])
+    first = kt.resolve_data(args)
+    expected = tmp_path / "data" / "fra-eng" / "fra-eng_extracted" / "fra-eng"
+    assert first == expected / "fra.txt"
+    assert fetched == [("fra-eng.zip", kt.DATA_URL)]
+    assert kt.resolve_data(args) == first and len(fetched) == 1
 
 
 # A run as a user would ----------------------------------------------------------

@@ -345,7 +345,8 @@ def test_offline_without_data_names_the_address_path_and_flag(
 ):
     monkeypatch.setattr(w2v, "ROOT", tmp_path)
 
-    def offline(*args, **kwargs):
+    def offline(*args, cache_dir, cache_subdir, **kwargs):
+        (Path(cache_dir) / cache_subdir).mkdir(parents=True)  # as get_file does
         raise ConnectionError("offline")
 
     monkeypatch.setattr(w2v.keras.utils, "get_file", offline)
@@ -354,6 +355,7 @@ def test_offline_without_data_names_the_address_path_and_flag(
     assert w2v.TEXT8_URL in err and "--data" in err
     assert str(tmp_path / "data" / "word2vec" / "text8.zip") in err
     assert not (tmp_path / "out").exists()
+    assert not (tmp_path / "data" / "word2vec").exists()  # no empty folder
 
 
 def bad_run(tmp_path, capsys, *argv):
