@@ -28,10 +28,10 @@ words of a few probe words as text, and the embeddings for TensorBoard's
 Projector tab:  tensorboard --logdir logs
 
 What to expect: the Brown corpus (1M words) trains in about a minute on a
-2-core CPU (85,000 to 160,000 words a second): 5 epochs give a WordSim-353
+2-core CPU (85,000 to 200,000 words a second): 5 epochs give a WordSim-353
 Spearman of 0.28 to 0.31 and an analogy accuracy of 2.3% to 2.6% on the 51%
 of questions in its vocabulary, by seed (1M words is little text; gensim, on
-the same words and candidates, gets 0.26 and 2.3%). text8 (17M words) should
+the same words and candidates, gets about 0.25 and 2.2%). text8 (17M words) should
 take about 12 minutes for 5 epochs and 4 GB of memory. Nearest words of
 "three" are soon "four, two, five, six".
 
