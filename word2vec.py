@@ -31,9 +31,9 @@ What to expect: the Brown corpus (1M words) trains in about a minute on a
 2-core CPU (85,000 to 200,000 words a second): 5 epochs give a WordSim-353
 Spearman of 0.28 to 0.31 and an analogy accuracy of 2.3% to 2.6% on the 51%
 of questions in its vocabulary, by seed (1M words is little text; gensim, on
-the same words and candidates, gets about 0.25 and 2.2%). text8 (17M words) should
-take about 12 minutes for 5 epochs and 4 GB of memory. Nearest words of
-"three" are soon "four, two, five, six".
+the same words and candidates, gets about 0.25 and 2.2%). text8 (17M words)
+should take about 12 minutes for 5 epochs and 4 GB of memory. Nearest words
+of "three" are soon "four, two, five, six".
 
 Caveats: the vectors depend on the seed; figures repeat on the same CPU and
 may differ on a GPU. Throughput is a third to two fifths of gensim's (C, two
