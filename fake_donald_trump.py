@@ -9,7 +9,7 @@ in bits per character over every held-out character, and a one-step model
 that carries the recurrent state explicitly to write many tweets at once.
 
 Run it:
-    python fake_donald_trump.py                  # about 7 minutes, 2-core CPU
+    python fake_donald_trump.py                  # about 4.5 minutes, 2-core CPU
     python fake_donald_trump.py --quick          # seconds: the whole path
     python fake_donald_trump.py --generate-only --num-tweets 5 --prime "The"
 
@@ -28,14 +28,15 @@ Writes output/fake_donald_trump/<run>/: model.keras (the best), vocab.json
 samples.txt and metrics.json; logs/fake_donald_trump/<run>/ holds the
 TensorBoard curves and the samples of every epoch as text.
 
-What to expect: the default run (600 batches of 64 windows of 100
-characters, about 1.8 passes over the tweets) takes about 7 minutes on a
-shared 2-core CPU and reaches about 2.37 bits per held-out character, still
-falling (see --epochs); the classic three GRU layers of 512 on one-hot
-characters, given the same minutes, stood at 3.83. Tweets it wrote
+What to expect: the default run (1,500 batches of 64 windows of 100
+characters, about 4.5 passes over the tweets) takes about 4.5 minutes on a
+quiet 2-core CPU and reaches about 2.15 bits per held-out character, still
+falling slowly (see --epochs); the classic three GRU layers of 512 on one-hot
+characters, given the same minutes, stood at 3.39. Tweets it wrote
 (machine-generated, not real tweets):
-    .@ALLShemscard I have teaching @EctionNews (cont) 🔗 🔗
-    Support Join Great close story to see to #GreatAgain 🔗
+    Many @ApprenticeNBC bood last night!
+    Obama a great result” 🔗
+    They arreed is important and started!
 
 Caveats: a few minutes of CPU buy spelling and rhythm, not sense; longer
 training (see --epochs) writes better tweets. Everything generated is
@@ -97,7 +98,7 @@ def parse_args(argv=None):
         "--column", default="text", help="the column to read from a CSV dataset"
     )
     parser.add_argument(
-        "--epochs", type=int, default=6, help="training length in epochs"
+        "--epochs", type=int, default=15, help="training length in epochs"
     )
     parser.add_argument("--batch-size", type=int, default=64, help="examples per batch")
     parser.add_argument(
@@ -625,7 +626,7 @@ def generate_only(args):
     model = keras.models.load_model(run_dir / "model.keras", compile=False)
     vocab = load_vocab(run_dir)["vocab"]
     tweets, rate = generate_timed(make_step_model(model), vocab, args, args.seed)
-    print(f"# {LABEL}; {rate:.0f} characters/second", file=sys.stderr)
+    print(f"# {LABEL}; model {run_dir}; {rate:.0f} chars/second", file=sys.stderr)
     for tweet in tweets:
         print(tweet)
     return 0
