@@ -500,7 +500,7 @@ def evaluate_only(args):
         x_test, y_test = x_test[:500], y_test[:500]
     print(f"scoring {len(x_test)} test images from {folder}", file=sys.stderr)
     try:
-        model = keras.models.load_model(run_dir / "model.keras")
+        model = load_run_model(run_dir / "model.keras")
     except (OSError, ValueError) as err:
         raise UsageError(f"{run_dir / 'model.keras'}: cannot load ({err})") from err
     _, accuracy, per_class, _ = evaluate(model, x_test, y_test)
@@ -539,12 +539,7 @@ def run(args):
     val_ds = make_dataset(x_val, y_val, 1024)
 
     if args.resume:
-        if not (run_dir / "state.json").exists():
-            raise UsageError(
-                f"{run_dir} stopped before its first checkpoint; start a new run"
-            )
-        state = json.loads((run_dir / "state.json").read_text())
-        model = keras.models.load_model(run_dir / "last.keras")
+        model, state = resume_checkpoint(run_dir)
         initial_epoch, best = state["epoch"], state["best"]
         print(f"resuming {run_dir.name} after epoch {initial_epoch}", file=sys.stderr)
     else:
@@ -576,7 +571,7 @@ def run(args):
 
     # The best weights, as saved on disk: the same model that --evaluate-only
     # and any later user will load.
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = load_run_model(run_dir / "model.keras")
     history, best_row = best_epoch_row(run_dir / "epochs.csv", args.monitor)
     best_epoch = int(best_row["epoch"]) + 1
     val_accuracy = float(best_row["val_accuracy"])
@@ -662,19 +657,31 @@ def make_run_dirs(args):
     """Give a new run its id and its own output and log folders.
 
     The id is a sortable time stamp; creating the output folder is atomic, so
-    two runs started in the same second take _00 and _01."""
+    two runs started in the same second take _00 and _01. A folder that cannot
+    be made is one line naming the flag, and leaves no half-made run."""
     out_root = Path(args.output_dir) / SCRIPT
-    out_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in itertools.count():
-        run_dir = out_root / f"{stamp}_{n:02d}"
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        log_dir = Path(args.log_dir) / SCRIPT / run_dir.name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir, log_dir
+    flag = "--output-dir"
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            run_dir = out_root / f"{stamp}_{n:02d}"
+            try:
+                run_dir.mkdir()
+            except FileExistsError:
+                continue
+            flag, log_dir = "--log-dir", Path(args.log_dir) / SCRIPT / run_dir.name
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                run_dir.rmdir()
+                raise
+            return run_dir, log_dir
+    except OSError as err:
+        raise UsageError(
+            f"{flag}: cannot make {err.filename} ({err.strerror}); "
+            "give a folder you can write to"
+        ) from None
 
 
 def find_run(args, completed):
@@ -688,15 +695,42 @@ def find_run(args, completed):
     raise UsageError(f"no {kind} run in {out_root}; train one: python {SCRIPT}.py")
 
 
-def model_run_dir(args):
-    """The run folder an inference mode reads: --model, or the newest complete."""
+def model_run_dir(args, needs=("model.keras",)):
+    """The run folder an inference mode reads: --model, or the newest complete.
+    It must hold the files in `needs`."""
     if args.model is None:
-        return find_run(args, completed=True)[0]
-    path = Path(args.model)
-    run_dir = path.parent if path.suffix == ".keras" else path
-    if not (run_dir / "model.keras").exists():
-        raise UsageError(f"--model {path}: no model.keras there; give a run folder")
+        run_dir = find_run(args, completed=True)[0]
+        where, fix = run_dir, "give a complete run with --model, or train again"
+    else:
+        path = Path(args.model)
+        run_dir = path.parent if path.suffix == ".keras" else path
+        where, fix = f"--model {path}", "give a run folder"
+    for name in needs:
+        if not (run_dir / name).is_file():
+            raise UsageError(f"{where}: no {name} there; {fix}")
     return run_dir
+
+
+def load_run_model(path, **kwargs):
+    """keras.models.load_model, with a missing or damaged file as one line."""
+    try:
+        return keras.models.load_model(path, **kwargs)
+    except ValueError:
+        raise UsageError(
+            f"{path}: not a readable Keras model (missing or damaged); "
+            "train a new run, or give another with --model"
+        ) from None
+
+
+def resume_checkpoint(run_dir):
+    """The checkpoint --resume carries on from: last.keras and state.json."""
+    if not (run_dir / "state.json").exists():
+        raise UsageError(
+            f"{run_dir} stopped before its first checkpoint: nothing to resume; "
+            "delete that folder, or start a new run"
+        )
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    return load_run_model(run_dir / "last.keras"), state
 
 
 def save_model(model, path):
@@ -799,12 +833,11 @@ def main(argv=None):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted; the last good checkpoint is kept: "
-            f"python {SCRIPT}.py --resume",
-            file=sys.stderr,
+    except KeyboardInterrupt as err:  # a lesson may say what it kept
+        kept = (
+            str(err) or f"the last good checkpoint is kept: python {SCRIPT}.py --resume"
         )
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
 
 

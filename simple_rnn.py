@@ -378,19 +378,31 @@ def make_run_dirs(args):
     """Give a new run its id and its own output and log folders.
 
     The id is a sortable time stamp; creating the output folder is atomic, so
-    two runs started in the same second take _00 and _01."""
+    two runs started in the same second take _00 and _01. A folder that cannot
+    be made is one line naming the flag, and leaves no half-made run."""
     out_root = Path(args.output_dir) / SCRIPT
-    out_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in itertools.count():
-        run_dir = out_root / f"{stamp}_{n:02d}"
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        log_dir = Path(args.log_dir) / SCRIPT / run_dir.name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir, log_dir
+    flag = "--output-dir"
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            run_dir = out_root / f"{stamp}_{n:02d}"
+            try:
+                run_dir.mkdir()
+            except FileExistsError:
+                continue
+            flag, log_dir = "--log-dir", Path(args.log_dir) / SCRIPT / run_dir.name
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                run_dir.rmdir()
+                raise
+            return run_dir, log_dir
+    except OSError as err:
+        raise UsageError(
+            f"{flag}: cannot make {err.filename} ({err.strerror}); "
+            "give a folder you can write to"
+        ) from None
 
 
 def write_json(path, data):

@@ -47,6 +47,7 @@ import itertools
 import json
 import math
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -727,8 +728,7 @@ def open_run(args):
         file=sys.stderr,
     )
     if args.resume:
-        state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
-        model = keras.models.load_model(run_dir / "last.keras")
+        model, state = resume_checkpoint(run_dir)
         print(f"resuming {run_dir.name} after epoch {state['epoch']}", file=sys.stderr)
         return series, run_dir, log_dir, model, state["epoch"], state["best"]
     run_dir, log_dir = make_run_dirs(args)
@@ -783,10 +783,18 @@ def run(args):
     series, run_dir, log_dir, model, initial_epoch, best = open_run(args)
     model.summary(print_fn=lambda line, **_: print(line, file=sys.stderr))
 
-    windows_per_second = train(
-        model, series, args, run_dir, log_dir, initial_epoch, best
-    )
-    model = keras.models.load_model(run_dir / "model.keras")  # the best weights
+    try:
+        windows_per_second = train(
+            model, series, args, run_dir, log_dir, initial_epoch, best
+        )
+    except (UsageError, KeyboardInterrupt) as err:
+        if not (run_dir / "state.json").exists():  # nothing worth keeping
+            shutil.rmtree(run_dir)
+            shutil.rmtree(log_dir, ignore_errors=True)
+            if isinstance(err, KeyboardInterrupt):
+                raise KeyboardInterrupt("nothing was saved yet: start again") from None
+        raise
+    model = load_run_model(run_dir / "model.keras")  # the best weights
 
     linear = fit_linear(*inputs_targets(series["train"]))
     predictions, per_step = evaluate(model, series, linear)
@@ -827,7 +835,7 @@ def generate_only(args):
     run_dir = model_run_dir(args)
     info = saved_settings(run_dir)["series"]
     start(args)
-    model = keras.models.load_model(run_dir / "model.keras")
+    model = load_run_model(run_dir / "model.keras")
     info["seed_window"] = np.asarray(info["seed_window"])
     generated = run_generation(model, info, args.generate_steps)
     values, diverged = generated["test_seed"]
@@ -891,19 +899,31 @@ def make_run_dirs(args):
     """Give a new run its id and its own output and log folders.
 
     The id is a sortable time stamp; creating the output folder is atomic, so
-    two runs started in the same second take _00 and _01."""
+    two runs started in the same second take _00 and _01. A folder that cannot
+    be made is one line naming the flag, and leaves no half-made run."""
     out_root = Path(args.output_dir) / SCRIPT
-    out_root.mkdir(parents=True, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    for n in itertools.count():
-        run_dir = out_root / f"{stamp}_{n:02d}"
-        try:
-            run_dir.mkdir()
-        except FileExistsError:
-            continue
-        log_dir = Path(args.log_dir) / SCRIPT / run_dir.name
-        log_dir.mkdir(parents=True, exist_ok=True)
-        return run_dir, log_dir
+    flag = "--output-dir"
+    try:
+        out_root.mkdir(parents=True, exist_ok=True)
+        for n in itertools.count():
+            run_dir = out_root / f"{stamp}_{n:02d}"
+            try:
+                run_dir.mkdir()
+            except FileExistsError:
+                continue
+            flag, log_dir = "--log-dir", Path(args.log_dir) / SCRIPT / run_dir.name
+            try:
+                log_dir.mkdir(parents=True, exist_ok=True)
+            except OSError:
+                run_dir.rmdir()
+                raise
+            return run_dir, log_dir
+    except OSError as err:
+        raise UsageError(
+            f"{flag}: cannot make {err.filename} ({err.strerror}); "
+            "give a folder you can write to"
+        ) from None
 
 
 def find_run(args, completed):
@@ -917,15 +937,42 @@ def find_run(args, completed):
     raise UsageError(f"no {kind} run in {out_root}; train one: python {SCRIPT}.py")
 
 
-def model_run_dir(args):
-    """The run folder an inference mode reads: --model, or the newest complete."""
+def model_run_dir(args, needs=("model.keras",)):
+    """The run folder an inference mode reads: --model, or the newest complete.
+    It must hold the files in `needs`."""
     if args.model is None:
-        return find_run(args, completed=True)[0]
-    path = Path(args.model)
-    run_dir = path.parent if path.suffix == ".keras" else path
-    if not (run_dir / "model.keras").exists():
-        raise UsageError(f"--model {path}: no model.keras there; give a run folder")
+        run_dir = find_run(args, completed=True)[0]
+        where, fix = run_dir, "give a complete run with --model, or train again"
+    else:
+        path = Path(args.model)
+        run_dir = path.parent if path.suffix == ".keras" else path
+        where, fix = f"--model {path}", "give a run folder"
+    for name in needs:
+        if not (run_dir / name).is_file():
+            raise UsageError(f"{where}: no {name} there; {fix}")
     return run_dir
+
+
+def load_run_model(path, **kwargs):
+    """keras.models.load_model, with a missing or damaged file as one line."""
+    try:
+        return keras.models.load_model(path, **kwargs)
+    except ValueError:
+        raise UsageError(
+            f"{path}: not a readable Keras model (missing or damaged); "
+            "train a new run, or give another with --model"
+        ) from None
+
+
+def resume_checkpoint(run_dir):
+    """The checkpoint --resume carries on from: last.keras and state.json."""
+    if not (run_dir / "state.json").exists():
+        raise UsageError(
+            f"{run_dir} stopped before its first checkpoint: nothing to resume; "
+            "delete that folder, or start a new run"
+        )
+    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    return load_run_model(run_dir / "last.keras"), state
 
 
 def save_model(model, path):
@@ -1028,12 +1075,11 @@ def main(argv=None):
     except UsageError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    except KeyboardInterrupt:
-        print(
-            "\ninterrupted; the last good checkpoint is kept: "
-            f"python {SCRIPT}.py --resume",
-            file=sys.stderr,
+    except KeyboardInterrupt as err:  # a lesson may say what it kept
+        kept = (
+            str(err) or f"the last good checkpoint is kept: python {SCRIPT}.py --resume"
         )
+        print(f"\ninterrupted; {kept}", file=sys.stderr)
         return 130
 
 

@@ -32,7 +32,14 @@ EVERYWHERE = [
     "write_metrics",
     "print_summary",
 ]
-TRAINING = ["find_run", "model_run_dir", "save_model", "RunCheckpoint"]
+TRAINING = [
+    "find_run",
+    "model_run_dir",
+    "load_run_model",
+    "resume_checkpoint",
+    "save_model",
+    "RunCheckpoint",
+]
 
 
 def parse(script):
@@ -181,6 +188,20 @@ def test_run_ids_sort_by_time(lesson, tmp_path):
     assert re.fullmatch(r"\d{8}-\d{6}_\d{2}", run_dir.name)
 
 
+def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_nothing(lesson, tmp_path):
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    args = run_args(lesson, tmp_path)
+    args.output_dir = str(blocker)
+    with pytest.raises(lesson.UsageError, match=r"^--output-dir: cannot make .*a_file"):
+        lesson.make_run_dirs(args)
+    args = run_args(lesson, tmp_path)
+    args.log_dir = str(blocker)
+    with pytest.raises(lesson.UsageError, match=r"^--log-dir: cannot make .*a_file"):
+        lesson.make_run_dirs(args)
+    assert list((tmp_path / "out" / "simple_rnn").iterdir()) == []  # no half run
+
+
 def test_write_json_handles_numpy_and_paths(lesson, tmp_path):
     path = tmp_path / "m.json"
     lesson.write_json(path, {"a": np.float32(0.5), "b": np.int64(3), "p": tmp_path})
@@ -213,6 +234,26 @@ def test_find_run_tells_completed_from_unfinished(trainer, tmp_path):
     args.model = str(root / "20260102-000000_00")
     with pytest.raises(trainer.UsageError, match="no model.keras there"):
         trainer.model_run_dir(args)
+
+
+def test_a_damaged_run_is_one_line_for_inference_and_resume(trainer, tmp_path):
+    args = run_args(trainer, tmp_path, "--quick")
+    run_dir = tmp_path / "out" / trainer.SCRIPT / "20260101-000000_00"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    with pytest.raises(trainer.UsageError, match=r"_00: no model.keras there; give"):
+        trainer.model_run_dir(args)  # the newest completed run lost its model
+    (run_dir / "model.keras").write_bytes(b"half a zip")
+    assert trainer.model_run_dir(args) == run_dir
+    with pytest.raises(trainer.UsageError, match="no vocab.json there"):
+        trainer.model_run_dir(args, needs=("model.keras", "vocab.json"))
+    with pytest.raises(trainer.UsageError, match="not a readable Keras model"):
+        trainer.load_run_model(run_dir / "model.keras")
+    with pytest.raises(trainer.UsageError, match="before its first checkpoint"):
+        trainer.resume_checkpoint(run_dir)
+    (run_dir / "state.json").write_text(json.dumps({"epoch": 1, "best": 2.0}))
+    with pytest.raises(trainer.UsageError, match="last.keras: not a readable"):
+        trainer.resume_checkpoint(run_dir)
 
 
 def tiny_fit(trainer, run_dir, monitor, x, y, epochs=2, best=None):
