@@ -177,17 +177,28 @@ def parse_args(argv=None):
     if args.quick:  # tiny everything: the whole path in seconds
         args.epochs, args.steps_per_epoch = 1, min(args.steps_per_epoch, 8)
         args.units, args.layers = min(args.units, 32), 1
-        args.embedding_dim, args.seq_length = 16, min(args.seq_length, 40)
-        args.batch_size = min(args.batch_size, 16)
-        args.num_tweets, args.max_length = min(args.num_tweets, 3), 60
+        args.embedding_dim = min(args.embedding_dim, 16)
+        args.seq_length, args.batch_size = (
+            min(args.seq_length, 40),
+            min(args.batch_size, 16),
+        )
+        args.num_tweets, args.max_length = (
+            min(args.num_tweets, 3),
+            min(args.max_length, 60),
+        )
     return args
 
 
 def check_settings(args):
     """Reject impossible settings with one line, before anything is written."""
-    if not args.temperature >= 0:  # also catches nan
+    if not 0 <= args.temperature < math.inf:  # also catches nan
         raise UsageError(
-            f"--temperature must be 0 (greedy) or more, got {args.temperature}"
+            f"--temperature must be 0 (greedy) or a positive number, got "
+            f"{args.temperature}"
+        )
+    if not 0 < args.learning_rate < math.inf:
+        raise UsageError(
+            f"--learning-rate must be a positive number, got {args.learning_rate}"
         )
     if not 0 < args.val_fraction < 1:
         raise UsageError(
@@ -265,15 +276,19 @@ def read_tweets(path, column):
             f"{path}: not UTF-8 text (a bad byte at {err.start}); give a CSV "
             "with a text column, or a text file with one tweet per line"
         ) from err
-    lines = lines.splitlines()
+    # Line breaks only: str.splitlines would also split a tweet at U+2028.
+    lines = lines.replace("\r\n", "\n").split("\n")
+    if lines[-1] == "":
+        lines.pop()
     header = [name.strip() for name in next(csv.reader(lines[:1]), [])]
     skipped = {"empty": 0, "broken": 0}
     if column in header:
         # The archive's writer dropped the commas from tweets and quoted
         # nothing, so its quote marks are text: read as CSV quoting, a tweet
         # that opens with a quote swallows the lines up to the next one, dates
-        # and all. No line with more commas than the header: quotes are text.
-        unquoted = all(line.count(",") < len(header) for line in lines)
+        # and all. A file is read with CSV quoting only if every quote in it
+        # is CSV quoting (a strict parse passes), as a CSV writer leaves it.
+        unquoted = not is_quoted_csv("\n".join(lines))
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             frame = pd.read_csv(
@@ -309,6 +324,17 @@ def read_tweets(path, column):
     if not tweets:
         raise UsageError(f"{path}: no tweets found (column {column!r})")
     return tweets, skipped
+
+
+def is_quoted_csv(text):
+    """True if every quote mark in `text` reads as CSV quoting: a quoted field
+    closes right before a comma or a line end, inner quotes doubled."""
+    try:
+        for _ in csv.reader(io.StringIO(text), strict=True):
+            pass
+    except csv.Error:
+        return False
+    return True
 
 
 def split_tweets(tweets, val_fraction, seed):
@@ -363,6 +389,8 @@ def make_train_ds(ids, seq_length, batch_size, seed):
     ds = ds.window(seq_length + 1, shift=seq_length, drop_remainder=True)
     ds = ds.flat_map(lambda w: w.batch(seq_length + 1))  # (seq_length + 1,)
     ds = ds.map(lambda w: (w[:-1], w[1:]))  # (seq_length,), (seq_length,)
+    # flat_map hides the count; stated, Keras knows where a full pass ends.
+    ds = ds.apply(tf.data.experimental.assert_cardinality((len(ids) - 1) // seq_length))
     ds = ds.cache().shuffle(20_000, seed=seed)
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)  # (batch, seq_length)
 
@@ -514,6 +542,16 @@ def generate(step_model, vocab, primes, temperature, top_k, max_length, seed):
     return tweets
 
 
+def check_prime(prime, vocab):
+    """A prime the model can read: every character seen in training."""
+    unseen = sorted(set(clean_tweet(prime)) - set(vocab[1:]))
+    if unseen:
+        raise UsageError(
+            f"--prime has characters the training tweets never use: "
+            f"{' '.join(unseen)}; leave them out"
+        )
+
+
 def generate_timed(step_model, vocab, args, seed):
     """Generate --num-tweets tweets in one batch; also return chars/second."""
     prime = clean_tweet(args.prime)
@@ -625,10 +663,17 @@ def load_vocab(run_dir):
 
 def generate_only(args):
     """Print tweets from a saved model on stdout, one per line."""
-    run_dir = model_run_dir(args)
+    run_dir = model_run_dir(args, needs=("model.keras", "vocab.json"))
     model = load_run_model(run_dir / "model.keras", compile=False)
     vocab = load_vocab(run_dir)["vocab"]
-    tweets, rate = generate_timed(make_step_model(model), vocab, args, args.seed)
+    check_prime(args.prime, vocab)
+    try:
+        step_model = make_step_model(model)
+    except ValueError:  # no layer named "embedding": another lesson's model
+        raise UsageError(
+            f"{run_dir}: not a {SCRIPT} run; give one with --model"
+        ) from None
+    tweets, rate = generate_timed(step_model, vocab, args, args.seed)
     print(f"# {LABEL}; model {run_dir}; {rate:.0f} chars/second", file=sys.stderr)
     for tweet in tweets:
         print(tweet)
@@ -637,8 +682,8 @@ def generate_only(args):
 
 def run(args):
     check_settings(args)
-    start(args)
     if args.generate_only:
+        start(args)
         return generate_only(args)
     started = time.time()
     if args.resume:  # the run's own settings, not today's flags
@@ -646,6 +691,7 @@ def run(args):
         saved = json.loads((run_dir / "settings.json").read_text())
         keep = ("resume", "output_dir", "log_dir", "show")
         vars(args).update({k: v for k, v in saved.items() if k not in keep})
+    start(args)
 
     path = resolve_data(args)
     tweets, skipped = read_tweets(path, args.column)
@@ -655,6 +701,7 @@ def run(args):
     train_text, val_text = join_tweets(train_tweets), join_tweets(val_tweets)
     check_length(len(train_text), args.seq_length)
     vocab = load_vocab(run_dir)["vocab"] if args.resume else make_vocab(train_text)
+    check_prime(args.prime, vocab)
     print(
         f"{path}: {len(tweets)} tweets ({len(train_tweets)} for training, "
         f"{len(val_tweets)} held out: {len(val_text) - 1} characters to score); "

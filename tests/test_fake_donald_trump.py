@@ -6,6 +6,7 @@ from argparse import Namespace
 
 import keras
 import numpy as np
+import pandas as pd
 import pytest
 import tensorflow as tf
 
@@ -93,6 +94,26 @@ def test_the_archives_quote_marks_are_text(tmp_path):
     assert skipped == {"empty": 0, "broken": 0}
 
 
+def test_a_csv_writers_quoting_is_read_as_quoting(tmp_path):
+    # pandas, R and spreadsheets quote a field that holds a line break, a
+    # comma or a quote, and double the quotes inside it.
+    # No tweet here holds a comma, as none in the archive does.
+    tweets = ["line one\nline two", 'He said "hello" today', "plain"]
+    path = tmp_path / "quoted.csv"
+    pd.DataFrame({"text": tweets, "id": [1, 2, 3]}).to_csv(path, index=False)
+    assert lesson.read_tweets(path, "text") == (
+        ["line one line two", 'He said "hello" today', "plain"],
+        {"empty": 0, "broken": 0},
+    )
+    every = write(tmp_path / "all.csv", '"text","year"\n"hello world","2017"\n')
+    assert lesson.read_tweets(every, "text")[0] == ["hello world"]
+
+
+def test_a_unicode_line_separator_stays_inside_its_tweet(tmp_path):
+    path = write(tmp_path / "t.txt", "one\u2028more\nsecond\n")
+    assert lesson.read_tweets(path, "text")[0] == ["one more", "second"]
+
+
 def test_plain_text_is_one_tweet_per_line_whatever_the_name(tmp_path):
     path = write(tmp_path / "tweets.csv", "first tweet, with a comma\n\nsecond &lt;3\n")
     tweets, skipped = lesson.read_tweets(path, "text")
@@ -150,6 +171,9 @@ def test_training_windows_and_targets_shifted_by_one():
     order = np.argsort(inputs[:, 0])
     assert inputs[order].tolist() == [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     assert targets[order].tolist() == [[1, 2, 3], [4, 5, 6], [7, 8, 9]]
+    # The count is known, so Keras sees where a full pass (--steps-per-epoch 0)
+    # ends instead of warning that the data ran out.
+    assert lesson.make_train_ds(ids, 3, 2, seed=0).cardinality().numpy() == 2
 
 
 def test_eval_windows_score_every_character_once():
@@ -201,8 +225,26 @@ def test_sampling_temperatures():
 def test_negative_temperature_is_one_line(tmp_path, capsys, tweets_csv):
     code, out, logs = run_main(tmp_path, "--data", tweets_csv, "--temperature", -0.5)
     assert_one_line_error(
-        capsys, code, out, logs, "--temperature", "0 (greedy) or more", "-0.5"
+        capsys, code, out, logs, "--temperature", "0 (greedy) or a positive", "-0.5"
     )
+
+
+@pytest.mark.parametrize(
+    "flags, expected",
+    [
+        (["--temperature", "inf"], "--temperature"),
+        (["--learning-rate", "-1"], "--learning-rate must be a positive number"),
+        (["--learning-rate", "nan"], "--learning-rate must be a positive number"),
+        (["--quick", "--max-length", "0"], "--max-length must be at least 1, got 0"),
+        (["--quick", "--embedding-dim", "0"], "--embedding-dim must be at least 1"),
+        (["--prime", "中国 hi"], "--prime has characters the training tweets never"),
+    ],
+)
+def test_impossible_settings_are_one_line(
+    tmp_path, capsys, tweets_csv, flags, expected
+):
+    code, out, logs = run_main(tmp_path, "--data", tweets_csv, *flags)
+    assert_one_line_error(capsys, code, out, logs, expected)
 
 
 def test_missing_data_path_is_an_error(tmp_path, capsys):
@@ -300,6 +342,65 @@ def test_quick_run_then_generate_only(run_script, event_tags, assert_png, tweets
     assert len(lines) == 4 and len(set(lines)) == 1  # greedy: four equal tweets
     assert all(line.startswith("great") for line in lines)
     assert "machine-generated" in result.stderr
+
+
+def test_a_nan_loss_is_one_line_and_leaves_no_run(tmp_path, capsys, tweets_csv):
+    code, out, logs = run_main(
+        tmp_path, "--quick", "--data", tweets_csv, "--learning-rate", "1e38"
+    )
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: the loss became NaN"), err[-3:]
+    assert list((out / lesson.SCRIPT).iterdir()) == []
+    assert list((logs / lesson.SCRIPT).iterdir()) == []
+
+
+def test_an_interrupt_before_the_first_checkpoint_keeps_nothing(
+    tmp_path, capsys, tweets_csv, monkeypatch
+):
+    def interrupted(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(lesson, "train", interrupted)
+    code, out, logs = run_main(tmp_path, "--quick", "--data", tweets_csv)
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 130 and err[-1] == "interrupted; nothing was saved yet: start again"
+    assert list((out / lesson.SCRIPT).iterdir()) == []
+    code, out, logs = run_main(tmp_path, "--resume")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].startswith("error: no unfinished run in "), err[-1]
+
+
+def test_resume_prints_and_uses_the_runs_own_settings(tmp_path, capsys, tweets_csv):
+    code, out, logs = run_main(tmp_path, "--quick", "--data", tweets_csv)
+    assert code == 0
+    (run_dir,) = (out / lesson.SCRIPT).iterdir()
+    (run_dir / "metrics.json").unlink()  # as if stopped after its last epoch
+    capsys.readouterr()
+    code, _, _ = run_main(tmp_path, "--resume", "--units", "7")
+    err = capsys.readouterr().err
+    settings = json.loads(err.split("settings: ", 1)[1].splitlines()[0])
+    assert code == 0 and settings["quick"] is True and settings["units"] == 32
+    assert (run_dir / "metrics.json").exists()
+
+
+def test_generate_only_names_what_a_run_lacks(tmp_path, capsys):
+    out = tmp_path / "out"
+    run_dir = out / lesson.SCRIPT / "20260101-000000_00"
+    run_dir.mkdir(parents=True)
+    (run_dir / "metrics.json").write_text("{}")
+    other = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    other.save(run_dir / "model.keras")
+    code, _, _ = run_main(tmp_path, "--generate-only")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].endswith(
+        "_00: no vocab.json there; give a complete run with --model, or train again"
+    ), err[-1]
+    (run_dir / "vocab.json").write_text(json.dumps({"vocab": ["?", "\n", "a"]}))
+    code, _, _ = run_main(tmp_path, "--generate-only")
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2 and err[-1].endswith(
+        "_00: not a fake_donald_trump run; give one with --model"
+    ), err[-1]
 
 
 def test_help_lists_every_flag(capsys):
