@@ -248,8 +248,9 @@ def resolve_data(args):
             )
         )
     except Exception as err:  # offline, blocked, or a bad checksum
+        why = f"{type(err).__name__}: {' '.join(str(err).split())}"
         raise UsageError(
-            f"could not download {DATA_URL} to {path} ({type(err).__name__}); "
+            f"could not download {DATA_URL} to {path} ({why}); "
             "download it by hand or pass --data PATH"
         ) from None
 

@@ -217,8 +217,9 @@ def find_data(args):
         except Exception as err:  # offline, refused, or a bad checksum
             with contextlib.suppress(OSError):  # leave no empty folder behind
                 folder.rmdir()
+            why = f"{type(err).__name__}: {' '.join(str(err).split())}"
             raise UsageError(
-                f"cannot download {ORIGIN}{name} ({type(err).__name__}); place "
+                f"cannot download {ORIGIN}{name} ({why}); place "
                 f"{', '.join(FILES)} in {folder}, or pass --data DIR"
             ) from err
     return folder

@@ -147,6 +147,7 @@ def test_offline_names_the_address_the_path_and_the_flag(monkeypatch, tmp_path):
     message = str(caught.value)
     assert lesson.DATA_URL in message and "--data" in message
     assert str(tmp_path / "data" / "trump.txt") in message
+    assert "(OSError: no network)" in message  # the reason, not just its type
 
 
 def test_split_join_vocab_encode():

@@ -209,6 +209,7 @@ def test_offline_without_files_names_address_folder_and_files(
     assert lesson.ORIGIN in line and "--data" in line
     assert str(tmp_path / "data" / "fashion_mnist") in line
     assert all(name in line for name in FILE_NAMES)
+    assert "(Exception: URL fetch failure: no network)" in line
     assert written(out, logs) == []
     assert not (tmp_path / "data" / "fashion_mnist").exists()  # no empty folder
 
