@@ -45,6 +45,7 @@ import argparse
 import collections
 import concurrent.futures
 import contextlib
+import io
 import itertools
 import json
 import math
@@ -54,6 +55,7 @@ import shutil
 import sys
 import time
 import zipfile
+import zlib
 from pathlib import Path
 
 # Keep TensorFlow's start-up chatter (INFO and WARNING lines) out of the way;
@@ -64,7 +66,6 @@ import keras  # noqa: E402
 import matplotlib  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
-import pandas as pd  # noqa: E402
 import tensorflow as tf  # noqa: E402
 from keras import layers  # noqa: E402
 
@@ -181,39 +182,71 @@ def parse_args(argv=None):
     own.add_argument(
         "--num-nearest", type=int, default=8, help="neighbours printed per word"
     )
-    args = parser.parse_args(argv)
-    at_least_one = ("epochs", "batch_size", "vocab_size", "embedding_dim", "window")
-    for name in at_least_one + ("negatives", "num_nearest", "steps_per_execution"):
+    return parser.parse_args(argv)
+
+
+def check_settings(args):
+    """Reject impossible settings with one line, before anything is written;
+    then --quick shrinks the run (after the checks, so that `--quick --epochs
+    0` is still an error)."""
+    at_least_one = ("epochs", "batch_size", "vocab_size", "window", "negatives")
+    for name in at_least_one + ("num_nearest", "steps_per_execution"):
         if getattr(args, name) < 1:
             flag = "--" + name.replace("_", "-")
-            parser.error(f"{flag} must be at least 1, got {getattr(args, name)}")
-    if args.tsne_words < 2:
-        parser.error(f"--tsne-words must be at least 2, got {args.tsne_words}")
-    if args.sample < 0:
-        parser.error(f"--sample must be 0 or more, got {args.sample}")
-    if not args.learning_rate > 0:
-        parser.error(f"--learning-rate must be positive, got {args.learning_rate}")
-    if args.quick:  # after the checks: one epoch, small vectors
+            raise UsageError(f"{flag} must be at least 1, got {getattr(args, name)}")
+    # The t-SNE picture is 2-D: it needs two numbers per word and two words.
+    for name in ("embedding_dim", "tsne_words"):
+        if getattr(args, name) < 2:
+            flag = "--" + name.replace("_", "-")
+            raise UsageError(f"{flag} must be at least 2, got {getattr(args, name)}")
+    if not (args.sample >= 0 and math.isfinite(args.sample)):  # also catches nan
+        raise UsageError(f"--sample must be a number 0 or more, got {args.sample}")
+    if not (args.learning_rate > 0 and math.isfinite(args.learning_rate)):
+        raise UsageError(
+            f"--learning-rate must be a positive number, got {args.learning_rate}"
+        )
+    if args.quick:  # one epoch, small vectors
         args.epochs = 1
         args.vocab_size = min(args.vocab_size, 2000)
         args.embedding_dim = min(args.embedding_dim, 32)
         args.batch_size = min(args.batch_size, 512)
         args.tsne_words = min(args.tsne_words, 100)
-    return args
+
+
+def plural(count, noun):
+    """`1 word`, `2 words`: a count for a message."""
+    return f"{count} {noun}" + ("" if count == 1 else "s")
+
+
+def reason(err):
+    """An exception as a short reason on one line: its type and message."""
+    message = " ".join(str(err).split())
+    return f"{type(err).__name__}: {message}" if message else type(err).__name__
 
 
 # 1. Data ---------------------------------------------------------------------
+
+
+def given_file(given, flag, fix):
+    """The file a flag names: it must be a regular file (a missing one is an
+    error, never a download). fix: what to pass instead."""
+    path = Path(given)
+    if not path.is_file():
+        if path.is_dir():
+            what = "a folder, not a file"
+        elif path.exists():
+            what = "not a regular file (a device, a pipe or a socket)"
+        else:
+            what = "no such file"
+        raise UsageError(f"{flag} {path}: {what}; {fix}")
+    return path
 
 
 def find_corpus(args):
     """The corpus file: --data, else data/word2vec/text8.zip, else a download
     there (a missing --data path is an error, never a download)."""
     if args.data is not None:
-        path = Path(args.data)
-        if not path.is_file():
-            what = "a folder, not a file" if path.is_dir() else "no such file"
-            raise UsageError(f"--data {path}: {what}")
-        return path
+        return given_file(args.data, "--data", "pass a text file or a zip holding one")
     path = ROOT / "data" / "word2vec" / "text8.zip"
     if path.exists():
         return path
@@ -228,36 +261,79 @@ def find_corpus(args):
         with contextlib.suppress(OSError):  # leave no empty folder behind
             path.parent.rmdir()
         raise UsageError(
-            f"cannot download {TEXT8_URL} ({type(err).__name__}); place "
+            f"cannot download {TEXT8_URL} ({reason(err)}); place "
             f"text8.zip at {path}, or pass --data FILE"
         ) from err
     return Path(found)
+
+
+def read_bytes(path):
+    """A file's bytes, with a file that cannot be read as one line."""
+    try:
+        return Path(path).read_bytes()
+    except OSError as err:
+        raise UsageError(f"{path}: cannot read it ({err.strerror or err})") from err
+
+
+def decode_text(raw, where, fix):
+    """Bytes as UTF-8 text; a bad byte is one line saying where it is."""
+    try:
+        return raw.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = raw.count(b"\n", 0, err.start) + 1
+        raise UsageError(
+            f"{where}: not UTF-8 text (a bad byte at {err.start}, on line {line}); "
+            + fix
+        ) from err
+
+
+def zip_text(path, raw):
+    """The one file in a zip, as bytes: text8.zip holds just `text8`. Folders,
+    __MACOSX/ and hidden files (.DS_Store) do not count; any other number of
+    files is an error, never a guess."""
+    try:
+        with zipfile.ZipFile(io.BytesIO(raw)) as archive:
+            members = [
+                m
+                for m in archive.infolist()
+                if not m.is_dir()
+                and not any(
+                    part.startswith(".") or part == "__MACOSX"
+                    for part in m.filename.split("/")
+                )
+            ]
+            if len(members) != 1:
+                names = ", ".join(m.filename for m in members[:3])
+                names += ", ..." if len(members) > 3 else ""
+                holds = f"{len(members)} files ({names})" if members else "no file"
+                raise UsageError(
+                    f"{path}: the zip holds {holds}; pass one text file, or a zip "
+                    "holding one"
+                )
+            return archive.read(members[0]), members[0].filename
+    except (zipfile.BadZipFile, zlib.error, EOFError) as err:
+        raise UsageError(
+            f"{path}: a damaged zip ({reason(err)}); download it again, or pass "
+            "another file"
+        ) from err
+    except (RuntimeError, NotImplementedError) as err:  # encrypted, or unknown
+        raise UsageError(
+            f"{path}: cannot read the zip ({reason(err)}); pass the text unzipped"
+        ) from err
 
 
 def read_words(path):
     """The corpus as a list of lower-cased words: runs of letters and digits,
     with inner apostrophes kept (text8 is already a-z and spaces only).
 
-    A zip is read like text8.zip: its first file is the text."""
-    try:
-        if zipfile.is_zipfile(path):
-            with zipfile.ZipFile(path) as archive:
-                members = [m for m in archive.infolist() if not m.is_dir()]
-                if not members:
-                    raise UsageError(f"{path}: the zip holds no file")
-                raw = archive.read(members[0])
-        else:
-            raw = Path(path).read_bytes()
-    except (OSError, zipfile.BadZipFile) as err:
-        raise UsageError(f"{path}: cannot read it ({err})") from err
-    try:
-        text = raw.decode("utf-8").lower()
-    except UnicodeDecodeError as err:
-        raise UsageError(
-            f"{path}: not UTF-8 text (a bad byte at {err.start}); "
-            "give a plain-text corpus or a zip holding one"
-        ) from err
-    words = re.findall(r"[^\W_]+(?:'[^\W_]+)*", text)
+    A zip must hold one file, as text8.zip does; it is the text."""
+    raw, where = read_bytes(path), str(path)
+    # A zip starts with PK\3\4 (so a damaged one is still known as a zip).
+    if raw[:4] == b"PK\x03\x04" or zipfile.is_zipfile(io.BytesIO(raw)):
+        raw, member = zip_text(path, raw)
+        where = f"{path}: {member}"
+    text = decode_text(raw, where, "give a plain-text corpus or a zip holding one")
+    words = re.findall(r"[^\W_]+(?:'[^\W_]+)*", text.lower())
     if not words:
         raise UsageError(f"{path}: no words in it; give a plain-text corpus")
     return words
@@ -498,12 +574,13 @@ def make_train_step(model, log_odds=None):
 
 def nearest_words(vectors, vocab, word, count):
     """The `count` words whose vectors have the highest cosine with `word`'s,
-    with their cosines; the word itself and UNK are left out."""
+    with their cosines; the word itself and UNK are left out (so there are at
+    most len(vocab) - 2)."""
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
     index = vocab.index(word)
     cosines = unit @ unit[index]  # (vocab,)
-    cosines[[0, index]] = -np.inf
-    best = np.argsort(-cosines)[:count]
+    order = np.argsort(-cosines, kind="stable")
+    best = order[(order != 0) & (order != index)][:count]
     return [(vocab[i], float(cosines[i])) for i in best]
 
 
@@ -599,9 +676,7 @@ def find_eval_file(given, name, url, sha256, flag):
     """An evaluation file: the flag's path, else data/word2vec/<name>, else a
     download. None (with a note) when it cannot be had: training goes on."""
     if given is not None:
-        if not Path(given).is_file():
-            raise UsageError(f"{flag} {given}: no such file")
-        return Path(given)
+        return given_file(given, flag, f"pass a file like {name}")
     path = ROOT / "data" / "word2vec" / name
     if path.exists():
         return path
@@ -619,28 +694,42 @@ def find_eval_file(given, name, url, sha256, flag):
         with contextlib.suppress(OSError):  # leave no empty folder behind
             path.parent.rmdir()
         print(
-            f"note: cannot download {url} ({type(err).__name__}); that evaluation "
+            f"note: cannot download {url} ({reason(err)}); that evaluation "
             f"is skipped: place {name} at {path}, or pass {flag} FILE",
             file=sys.stderr,
         )
         return None
 
 
+def too_few_records(path, found, bad, noun, fix):
+    """A file with no usable record, or more malformed lines than good ones,
+    is one line naming the file and its first bad line: it is the wrong file,
+    not a few typos. found: the good records; bad: the bad lines' numbers."""
+    if found and len(bad) <= len(found):
+        return
+    count = f"only {plural(len(found), noun)}" if found else f"no {noun}s"
+    where = f", the first on line {bad[0]}" if bad else ""
+    raise UsageError(
+        f"{path}: {count} and {plural(len(bad), 'malformed line')}{where}; " + fix
+    )
+
+
 def read_analogies(path):
     """questions-words.txt: `: section` headers, then `a b c d` lines meaning
     a is to b as c is to d. Lower-cased; other lines skipped and counted."""
-    questions, skipped = [], 0
-    for line in Path(path).read_text(encoding="utf-8", errors="replace").splitlines():
+    fix = "pass questions-words.txt (UTF-8 text, lines of four words a b c d)"
+    text = decode_text(read_bytes(path), path, fix)
+    questions, bad = [], []
+    for number, line in enumerate(text.split("\n"), 1):
         words = line.lower().split()
         if not words or line.startswith(":"):
             continue
         if len(words) == 4:
             questions.append(tuple(words))
         else:
-            skipped += 1
-    if not questions:
-        raise UsageError(f"{path}: no analogy questions (lines of four words)")
-    return questions, skipped
+            bad.append(number)
+    too_few_records(path, questions, bad, "analogy question", fix)
+    return questions, len(bad)
 
 
 def analogy_accuracy(vectors, vocab, questions, chunk=1024):
@@ -669,36 +758,34 @@ def analogy_accuracy(vectors, vocab, questions, chunk=1024):
 
 
 def read_wordsim(path):
-    """WordSim-353: `#` comments, then word1<TAB>word2<TAB>score. Rows that do
-    not parse are skipped and counted."""
-    try:
-        table = pd.read_csv(
-            path,
-            sep="\t",
-            comment="#",
-            header=None,
-            names=["word1", "word2", "score"],
-            usecols=[0, 1, 2],
-            dtype=str,
-            on_bad_lines="skip",
-            keep_default_na=False,
-        )
-    except (pd.errors.EmptyDataError, pd.errors.ParserError, ValueError) as err:
-        raise UsageError(f"{path}: no word pairs (word1<TAB>word2<TAB>score)") from err
-    score = pd.to_numeric(table["score"], errors="coerce")
-    good = score.notna() & (table["word1"] != "") & (table["word2"] != "")
-    rows = zip(table["word1"][good], table["word2"][good], score[good], strict=True)
-    pairs = [(a.lower(), b.lower(), float(s)) for a, b, s in rows]
-    if not pairs:
-        raise UsageError(f"{path}: no word pairs (word1<TAB>word2<TAB>score)")
-    return pairs, int((~good).sum())
+    """WordSim-353: `#` comment lines, then word1<TAB>word2<TAB>score (more
+    columns are ignored). Lower-cased; rows that do not parse are skipped and
+    counted."""
+    fix = "pass wordsim353.tsv (UTF-8 text, word1<TAB>word2<TAB>score)"
+    text = decode_text(read_bytes(path), path, fix)
+    pairs, bad = [], []
+    for number, line in enumerate(text.split("\n"), 1):
+        if not line.strip() or line.startswith("#"):
+            continue
+        fields = [field.strip() for field in line.split("\t")]
+        try:
+            score = float(fields[2])
+        except (IndexError, ValueError):
+            score = math.nan
+        if math.isfinite(score) and fields[0] and fields[1]:
+            pairs.append((fields[0].lower(), fields[1].lower(), score))
+        else:
+            bad.append(number)
+    too_few_records(path, pairs, bad, "word pair", fix)
+    return pairs, len(bad)
 
 
 def wordsim_spearman(vectors, vocab, pairs):
     """Spearman correlation between the cosines of the word pairs and the human
     scores, over the pairs with both words in the vocabulary.
 
-    Returns (rho, coverage, number of pairs used)."""
+    Returns (rho, coverage, number of pairs used); rho is NaN when there is no
+    rank to correlate (under two pairs, or all cosines or scores equal)."""
     from scipy.stats import spearmanr
 
     index = {word: i for i, word in enumerate(vocab)}
@@ -707,33 +794,59 @@ def wordsim_spearman(vectors, vocab, pairs):
         return float("nan"), len(used) / len(pairs), len(used)
     unit = vectors / np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-9)
     cosines = [float(unit[index[a]] @ unit[index[b]]) for a, b, _ in used]
-    rho = spearmanr(cosines, [s for _, _, s in used]).statistic
+    scores = [s for _, _, s in used]
+    if len(set(cosines)) < 2 or len(set(scores)) < 2:  # no ranks to correlate
+        return float("nan"), len(used) / len(pairs), len(used)
+    rho = spearmanr(cosines, scores).statistic
     return float(rho), len(used) / len(pairs), len(used)
 
 
 def evaluate(vectors, vocab, analogies, wordsim):
     """Both checks, on the vectors of the known words (UNK is left out);
     analogies and wordsim are what read_analogies and read_wordsim return,
-    or None for a skipped check."""
+    or None for a skipped check. A check with nothing to score gives None
+    (null in metrics.json), never NaN."""
     results = {}
     if analogies is not None:
         questions, skipped = analogies
         accuracy, coverage, asked = analogy_accuracy(vectors[1:], vocab[1:], questions)
-        print(
-            f"analogies: accuracy {accuracy:.4f} on {asked} questions (coverage "
-            f"{coverage:.3f} of {len(questions)}; {skipped} malformed lines skipped)",
-            file=sys.stderr,
-        )
+        malformed = f"{plural(skipped, 'malformed line')} skipped"
+        if asked:
+            print(
+                f"analogies: accuracy {accuracy:.4f} on {plural(asked, 'question')} "
+                f"(coverage {coverage:.3f} of {len(questions)}; {malformed})",
+                file=sys.stderr,
+            )
+        else:
+            accuracy = None
+            print(
+                f"analogies: nothing to score: none of the {len(questions)} "
+                f"questions has its four words in the vocabulary ({malformed})",
+                file=sys.stderr,
+            )
         results.update(analogy_accuracy=accuracy, analogy_coverage=coverage)
         results["analogy_questions"] = asked
     if wordsim is not None:
         pairs, skipped = wordsim
         rho, coverage, used = wordsim_spearman(vectors[1:], vocab[1:], pairs)
-        print(
-            f"WordSim-353: Spearman {rho:.4f} on {used} pairs (coverage "
-            f"{coverage:.3f} of {len(pairs)}; {skipped} malformed rows skipped)",
-            file=sys.stderr,
-        )
+        malformed = f"{plural(skipped, 'malformed row')} skipped"
+        if math.isfinite(rho):
+            print(
+                f"WordSim-353: Spearman {rho:.4f} on {plural(used, 'pair')} "
+                f"(coverage {coverage:.3f} of {len(pairs)}; {malformed})",
+                file=sys.stderr,
+            )
+        else:  # under two pairs known, or cosines (or scores) all the same
+            rho = None
+            why = (
+                f"only {used} of the {len(pairs)} pairs have both words in the "
+                "vocabulary (2 needed)"
+                if used < 2
+                else f"the cosines or the scores of the {used} pairs are all equal"
+            )
+            print(
+                f"WordSim-353: nothing to score: {why} ({malformed})", file=sys.stderr
+            )
         results.update(wordsim_spearman=rho, wordsim_coverage=coverage)
         results["wordsim_pairs"] = used
     return results
@@ -797,23 +910,37 @@ def log_picture(log_dir, path, step):
 
 
 def load_run(run_dir):
-    """A saved run's vectors (vocab, dim) and vocabulary."""
+    """A saved run's vectors (vocab, dim) and vocabulary. Another script's
+    run, or files from two runs, are one line."""
     model = load_run_model(run_dir / "model.keras", compile=False)
-    vectors = model.get_layer("target_embedding").get_weights()[0]
-    vocab = (run_dir / "metadata.tsv").read_text(encoding="utf-8").splitlines()
+    try:
+        vectors = model.get_layer("target_embedding").get_weights()[0]
+    except ValueError:  # no such layer
+        raise UsageError(
+            f"{run_dir}: not a {SCRIPT} run (its model has no target_embedding "
+            f"layer); give a run of {SCRIPT}.py with --model"
+        ) from None
+    metadata = run_dir / "metadata.tsv"
+    vocab = decode_text(read_bytes(metadata), metadata, "train a new run").split("\n")
+    vocab = vocab[:-1] if vocab[-1:] == [""] else vocab  # the last line's newline
+    if len(vocab) != len(vectors):
+        raise UsageError(
+            f"{run_dir}: metadata.tsv lists {plural(len(vocab), 'word')} but the "
+            f"model has {len(vectors)} vectors; give a whole run with --model"
+        )
     return vectors, vocab
 
 
 def show_nearest(args):
     """--nearest WORD: the saved run's neighbours of WORD on standard output,
     one `word<TAB>cosine` per line."""
-    run_dir = model_run_dir(args)
+    run_dir = model_run_dir(args, needs=("model.keras", "metadata.tsv"))
     vectors, vocab = load_run(run_dir)
     word = args.nearest.lower()
     if word not in vocab[1:]:
         raise UsageError(
             f"--nearest {args.nearest}: not in the vocabulary of {run_dir} "
-            f"({len(vocab) - 1} words)"
+            f"({plural(len(vocab) - 1, 'word')})"
         )
     print(f"nearest to {word!r} in {run_dir}:", file=sys.stderr)
     for near, cosine in nearest_words(vectors, vocab, word, args.num_nearest):
@@ -829,15 +956,23 @@ def prepare_data(args):
     if args.quick:
         words = words[:30000]
     vocab, counts, ids = build_vocab(words, args.vocab_size)
+    known = len(vocab) - 1
     print(
-        f"{path}: {len(words)} words, {len(vocab) - 1} kept in the vocabulary, "
-        f"{counts[0]} tokens ({counts[0] / len(words):.1%}) outside it (UNK)",
+        f"{path}: {plural(len(words), 'word')}, {known} kept in the vocabulary, "
+        f"{plural(int(counts[0]), 'token')} ({counts[0] / len(words):.1%}) "
+        "outside it (UNK)",
         file=sys.stderr,
     )
-    if args.negatives >= len(vocab) - 1:
+    if args.negatives >= known:  # noise words must differ from the neighbour
+        if known > 1:
+            fix = "lower --negatives"
+        elif args.vocab_size == 1:
+            fix = "raise --vocab-size"
+        else:
+            fix = "give a corpus of more than one distinct word"
         raise UsageError(
             f"--negatives {args.negatives} is more than the vocabulary of "
-            f"{len(vocab) - 1} words allows; lower --negatives"
+            f"{plural(known, 'word')} allows; {fix}"
         )
     keep = keep_probabilities(counts, args.sample)
     if expected_pairs(counts, keep, args.window) < 1:
@@ -852,6 +987,7 @@ def prepare_data(args):
 
 
 def run(args):
+    check_settings(args)
     if args.nearest is not None:
         return show_nearest(args)
     started = time.time()
@@ -935,14 +1071,16 @@ def run(args):
 
     example = next((word for word in PROBE_WORDS if word in vocab), vocab[-1])
 
-    def figure(key):
+    def figure(key, read):
         value = results.get(key)
-        return "skipped" if value is None else f"{value:.4f}"
+        if value is None:
+            return "nothing to score" if read is not None else "skipped"
+        return f"{value:.4f}"
 
     print_summary(
-        f"analogy accuracy {figure('analogy_accuracy')} (coverage "
-        f"{figure('analogy_coverage')}), WordSim-353 Spearman "
-        f"{figure('wordsim_spearman')}, {words_per_second:,.0f} words/s"
+        f"analogy accuracy {figure('analogy_accuracy', analogies)} (coverage "
+        f"{figure('analogy_coverage', analogies)}), WordSim-353 Spearman "
+        f"{figure('wordsim_spearman', wordsim)}, {words_per_second:,.0f} words/s"
         + (f"\nskipped: {', '.join(skipped)} (file not found)" if skipped else "")
         + f"\nnearest words: python {SCRIPT}.py --nearest {example} --model {run_dir}",
         run_dir,

@@ -7,6 +7,7 @@ import json
 import math
 import shutil
 import sys
+import zipfile
 from pathlib import Path
 
 import numpy as np
@@ -227,12 +228,64 @@ def test_wordsim_spearman_on_a_known_order(wordsim_file):
     assert w2v.wordsim_spearman(vectors, vocab, flipped)[0] == pytest.approx(-1.0)
 
 
+def test_an_evaluation_with_nothing_to_score_gives_none(capsys):
+    vocab = ["UNK", "king", "queen", "man"]
+    vectors = np.array([[0.0, 1.0], [1.0, 0.0], [2.0, 0.0], [3.0, 0.0]])
+    analogies = ([("athens", "greece", "paris", "france")], 0)  # none known
+    wordsim = ([("king", "queen", 8.0), ("king", "man", 6.0)], 1)  # equal cosines
+    results = w2v.evaluate(vectors, vocab, analogies, wordsim)
+    assert results["analogy_accuracy"] is None and results["analogy_questions"] == 0
+    assert results["wordsim_spearman"] is None and results["wordsim_pairs"] == 2
+    err = capsys.readouterr().err
+    assert "nan" not in err
+    assert "analogies: nothing to score: none of the 1 questions" in err
+    assert "WordSim-353: nothing to score: the cosines or the scores" in err
+    assert "(1 malformed row skipped)" in err
+    results = w2v.evaluate(vectors, vocab, None, (wordsim[0][:1], 0))
+    assert results["wordsim_spearman"] is None and "analogy_accuracy" not in results
+    assert "only 1 of the 1 pairs have both words" in capsys.readouterr().err
+
+
+def test_metrics_stay_valid_json_when_nothing_is_scored(
+    tmp_path, capsys, corpus_txt, analogy_file, wordsim_file
+):
+    out = tmp_path / "out"
+    argv = ["--data", corpus_txt, "--vocab-size", 2, "--negatives", 1,
+            "--epochs", 1, "--embedding-dim", 4, "--analogies", analogy_file,
+            "--wordsim", wordsim_file, "--output-dir", out,
+            "--log-dir", tmp_path / "logs"]  # fmt: skip
+    assert w2v.main([str(a) for a in argv]) == 0
+    (run_dir,) = (out / "word2vec").iterdir()
+
+    def refuse(constant):
+        raise ValueError(f"metrics.json holds {constant}: not JSON")
+
+    text = (run_dir / "metrics.json").read_text()
+    results = json.loads(text, parse_constant=refuse)["results"]
+    assert results["analogy_accuracy"] is None and results["analogy_coverage"] == 0
+    assert results["wordsim_spearman"] is None and results["wordsim_pairs"] == 0
+    captured = capsys.readouterr()
+    assert "nan" not in captured.err and "nan" not in captured.out
+    assert "analogy accuracy nothing to score (coverage 0.0000)" in captured.out
+
+
 def test_nearest_words_leave_out_the_word_and_unk():
     vocab = ["UNK", "a", "b", "c"]
     vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 0.1]])
     near = w2v.nearest_words(vectors, vocab, "a", 2)
     assert [w for w, _ in near] == ["c", "b"]
     assert near[0][1] == pytest.approx(1 / math.sqrt(1.01))
+    # More than there are: every other known word once, never "a" or UNK.
+    near = w2v.nearest_words(vectors, vocab, "a", 100)
+    assert [w for w, _ in near] == ["c", "b"]
+    vectors[0] = vectors[1]  # UNK as close as can be: still left out
+    assert [w for w, _ in w2v.nearest_words(vectors, vocab, "b", 100)] == ["c", "a"]
+
+
+def test_counts_in_messages_agree_with_their_nouns():
+    assert w2v.plural(1, "word") == "1 word"
+    assert w2v.plural(0, "word") == "0 words"
+    assert w2v.plural(33, "malformed line") == "33 malformed lines"
 
 
 # Pictures and the projector --------------------------------------------------------
@@ -298,6 +351,44 @@ def test_nearest_prints_a_saved_runs_neighbours_on_stdout(tmp_path, capsys):
     assert capsys.readouterr().err.strip().endswith("(4 words)")
 
 
+def test_nearest_lists_at_most_the_other_known_words(tmp_path, capsys):
+    run_dir = saved_run(tmp_path)
+    argv = ["--nearest", "king", "--num-nearest", "100000", "--model", str(run_dir)]
+    assert w2v.main(argv) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert [line.split("\t")[0] for line in out] == ["queen", "prince", "beggar"]
+    assert not any("inf" in line for line in out)
+
+
+def test_nearest_on_a_run_that_is_not_word2vecs_is_one_line(tmp_path, capsys):
+    run_dir = tmp_path / "other_run"
+    run_dir.mkdir()
+    keras, layers = w2v.keras, w2v.layers
+    chars = keras.Sequential(
+        [keras.Input((None,), dtype="int32"), layers.Embedding(9, 4, name="chars")]
+    )
+    chars.save(run_dir / "model.keras")  # another lesson's run: no metadata.tsv
+    argv = ["--nearest", "king", "--model", str(run_dir)]
+    assert w2v.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        f"error: --model {run_dir}: no metadata.tsv there; give a run folder"
+    ]
+    (run_dir / "metadata.tsv").write_text("UNK\nking\n")
+    assert w2v.main(argv) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1] == (
+        f"error: {run_dir}: not a word2vec run (its model has no target_embedding "
+        "layer); give a run of word2vec.py with --model"
+    )
+    # A word2vec model beside another run's words: the counts disagree.
+    run_dir = saved_run(tmp_path)
+    (run_dir / "metadata.tsv").write_text("UNK\nking\nqueen\n")
+    assert w2v.main(["--nearest", "king", "--model", str(run_dir)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "metadata.tsv lists 3 words but the model has 5 vectors" in err
+
+
 # Data resolution and bad input ------------------------------------------------------
 
 
@@ -331,6 +422,9 @@ def test_download_path_with_get_file_replaced(
     assert (tmp_path / "repo" / "data" / "word2vec" / "text8.zip").exists()
     captured = capsys.readouterr()
     assert "wordsim353.tsv" in captured.err and "--wordsim" in captured.err
+    assert f"cannot download {w2v.WORDSIM_URL} (ConnectionError: offline)" in (
+        captured.err
+    )
     assert "skipped: WordSim-353" in captured.out
     (run_dir,) = (out_dir / "word2vec").iterdir()
     metrics = json.loads((run_dir / "metrics.json").read_text())
@@ -353,6 +447,7 @@ def test_offline_without_data_names_the_address_path_and_flag(
     assert w2v.main(["--output-dir", str(tmp_path / "out")]) == 2
     err = capsys.readouterr().err.strip().splitlines()[-1]
     assert w2v.TEXT8_URL in err and "--data" in err
+    assert "(ConnectionError: offline)" in err  # the reason, not just its type
     assert str(tmp_path / "data" / "word2vec" / "text8.zip") in err
     assert not (tmp_path / "out").exists()
     assert not (tmp_path / "data" / "word2vec").exists()  # no empty folder
@@ -374,6 +469,90 @@ def test_too_many_negatives_is_one_line_before_training(tmp_path, capsys, corpus
         "error: --negatives 40 is more than the vocabulary of 33 words allows; "
         "lower --negatives"
     )
+    argv = ["--data", corpus_txt, "--vocab-size", 1]  # no room for a noise word
+    code, err = bad_run(tmp_path, capsys, *argv)
+    assert code == 2
+    assert err == (
+        "error: --negatives 5 is more than the vocabulary of 1 word allows; "
+        "raise --vocab-size"
+    )
+
+
+def write_zip(path, members):
+    with zipfile.ZipFile(path, "w") as archive:
+        for name, text in members.items():
+            archive.writestr(name, text)
+    return path
+
+
+def test_a_zip_is_read_only_when_it_holds_one_file(tmp_path):
+    # Folders, macOS's __MACOSX/ copies and hidden files do not count.
+    path = write_zip(tmp_path / "mac.zip", {
+        "corpus/": "", "corpus/.DS_Store": "junk", "__MACOSX/corpus/._text": "junk",
+        "corpus/text": "the cat sat",
+    })  # fmt: skip
+    assert w2v.read_words(path) == ["the", "cat", "sat"]
+    # A README beside the text, or Brown's 500 files: which one? Never a guess.
+    path = write_zip(tmp_path / "two.zip", {"README.txt": "hi", "corpus.txt": "a b"})
+    with pytest.raises(w2v.UsageError) as err:
+        w2v.read_words(path)
+    assert str(err.value) == (
+        f"{path}: the zip holds 2 files (README.txt, corpus.txt); pass one text "
+        "file, or a zip holding one"
+    )
+    path = write_zip(tmp_path / "many.zip", {f"brown/c{i}": "w" for i in range(5)})
+    names = r"brown/c0, brown/c1, brown/c2, \.\.\."
+    with pytest.raises(w2v.UsageError, match=rf"holds 5 files \({names}\); pass one"):
+        w2v.read_words(path)
+    path = write_zip(tmp_path / "none.zip", {"corpus/": ""})
+    with pytest.raises(w2v.UsageError, match="none.zip: the zip holds no file; pass"):
+        w2v.read_words(path)
+    path = write_zip(tmp_path / "latin1.zip", {"text": "caf\xe9".encode("latin-1")})
+    with pytest.raises(w2v.UsageError, match=r"latin1.zip: text: not UTF-8 text"):
+        w2v.read_words(path)
+
+
+def test_a_damaged_zip_says_so(tmp_path, capsys, corpus_zip, analogy_file):
+    raw = corpus_zip.read_bytes()
+    cut = tmp_path / "cut.zip"
+    cut.write_bytes(raw[: len(raw) // 2])  # a download cut short
+    code, err = bad_run(tmp_path, capsys, "--data", cut, "--analogies", analogy_file)
+    assert code == 2
+    assert err == (
+        f"error: {cut}: a damaged zip (BadZipFile: File is not a zip file); "
+        "download it again, or pass another file"
+    )
+    flipped = bytearray(raw)
+    flipped[len(raw) // 2] ^= 0xFF  # a bad byte inside the compressed text
+    (tmp_path / "flipped.zip").write_bytes(flipped)
+    with pytest.raises(w2v.UsageError, match="flipped.zip: a damaged zip"):
+        w2v.read_words(tmp_path / "flipped.zip")
+
+
+def test_evaluation_files_with_a_bad_byte_say_where(tmp_path, wordsim_file):
+    raw = wordsim_file.read_bytes().replace(b"paris", b"par\xefs")  # line 5
+    bad = tmp_path / "latin1.tsv"
+    bad.write_bytes(raw)
+    offset = raw.index(b"\xef")
+    with pytest.raises(w2v.UsageError) as err:
+        w2v.read_wordsim(bad)
+    assert str(err.value) == (
+        f"{bad}: not UTF-8 text (a bad byte at {offset}, on line 5); pass "
+        "wordsim353.tsv (UTF-8 text, word1<TAB>word2<TAB>score)"
+    )
+    bad.write_bytes(b": family\nman king woman queen\nman king woman qu\xe9en\n")
+    where = r"not UTF-8 text \(a bad byte at 47, on line 3\); pass questions-words"
+    with pytest.raises(w2v.UsageError, match=where):
+        w2v.read_analogies(bad)
+
+
+def test_a_few_malformed_records_are_skipped_and_counted(tmp_path):
+    path = tmp_path / "q.txt"
+    path.write_text(": s\na b c d\na b c\nb c d e\n\ne f g h\n")
+    assert w2v.read_analogies(path) == ([tuple("abcd"), tuple("bcde"),
+                                         tuple("efgh")], 1)  # fmt: skip
+    path.write_text("# c\nKing\tqueen\t8.5\tx\nman\twoman\nof\tthe\tnan\na\tb\t1\n")
+    assert w2v.read_wordsim(path) == ([("king", "queen", 8.5), ("a", "b", 1.0)], 2)
 
 
 @pytest.mark.parametrize(
@@ -381,12 +560,28 @@ def test_too_many_negatives_is_one_line_before_training(tmp_path, capsys, corpus
     [
         (["--data", "missing.txt"], "--data missing.txt: no such file"),
         (["--data", "{empty}"], "no words in it"),
-        (["--data", "{binary}"], "not UTF-8 text (a bad byte at 0)"),
+        (["--data", "{binary}"], "not UTF-8 text (a bad byte at 0, on line 1)"),
+        (["--data", "/dev/null"], "--data /dev/null: not a regular file"),
+        (["--data", "{folder}"], "folder: a folder, not a file"),
         (["--data", "{corpus}", "--analogies", "nope.txt"], "--analogies nope.txt"),
-        (["--data", "{corpus}", "--analogies", "{empty}"], "no analogy questions"),
+        (["--data", "{corpus}", "--analogies", "{folder}"], "a folder, not a file"),
+        (["--data", "{corpus}", "--wordsim", "/dev/null"], "not a regular file"),
+        (["--data", "{corpus}", "--analogies", "{empty}"],
+         "empty.txt: no analogy questions and 1 malformed line, the first on line 1; "
+         "pass questions-words.txt (UTF-8 text, lines of four words a b c d)"),
+        (["--data", "{corpus}", "--analogies", "{binary}"],
+         "garbage.bin: not UTF-8 text (a bad byte at 0, on line 1)"),
+        # UTF-8, but not questions: the wrong file, even with a few lines of four.
+        (["--data", "{corpus}", "--analogies", "{mostly_bad}"],
+         "mostly_bad.txt: only 2 analogy questions and 3 malformed lines, the first "
+         "on line 2"),
+        (["--data", "{corpus}", "--analogies", "{wordsim}"],  # one line of four
+         "only 1 analogy question and 8 malformed lines, the first on line 1"),
         (["--data", "{corpus}", "--wordsim", "{empty}"], "no word pairs"),
+        (["--data", "{corpus}", "--wordsim", "{analogies}"],
+         "no word pairs and 35 malformed lines, the first on line 1"),
     ],
-)
+)  # fmt: skip
 def test_bad_input_is_one_line_and_writes_nothing(
     tmp_path, capsys, corpus_txt, analogy_file, wordsim_file, flag_args, message
 ):
@@ -394,7 +589,14 @@ def test_bad_input_is_one_line_and_writes_nothing(
     empty.write_text("  ,, ;\n")
     binary = tmp_path / "garbage.bin"
     binary.write_bytes(bytes([0xFF, 0xFE, 0x00, 0x81] * 64))
-    argv = [a.format(empty=empty, corpus=corpus_txt, binary=binary) for a in flag_args]
+    (tmp_path / "folder").mkdir()
+    mostly_bad = tmp_path / "mostly_bad.txt"
+    mostly_bad.write_bytes(b"athens greece paris france\n\x00\x01\n\x02 \x03\n"
+                           b"rome italy berlin germany\n\x7f\n")  # fmt: skip
+    names = dict(empty=empty, corpus=corpus_txt, binary=binary, mostly_bad=mostly_bad,
+                 folder=tmp_path / "folder", wordsim=wordsim_file,
+                 analogies=analogy_file)  # fmt: skip
+    argv = [a.format(**names) for a in flag_args]
     if "--data" in argv:  # both evaluation files given: nothing to download
         argv += [] if "--analogies" in argv else ["--analogies", str(analogy_file)]
         argv += [] if "--wordsim" in argv else ["--wordsim", str(wordsim_file)]
@@ -406,14 +608,28 @@ def test_bad_input_is_one_line_and_writes_nothing(
     ("argv", "message"),
     [
         (["--window", "0"], "--window must be at least 1, got 0"),
-        (["--quick", "--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--epochs", "0"], "--epochs must be at least 1, got 0"),
+        (["--negatives", "-1"], "--negatives must be at least 1, got -1"),
+        (["--embedding-dim", "1"], "--embedding-dim must be at least 2, got 1"),
+        (["--tsne-words", "1"], "--tsne-words must be at least 2, got 1"),
+        (["--learning-rate", "0"], "--learning-rate must be a positive number, "
+                                   "got 0.0"),
+        (["--learning-rate", "inf"], "--learning-rate must be a positive number, "
+                                     "got inf"),
+        (["--sample", "nan"], "--sample must be a number 0 or more, got nan"),
+        (["--nearest", "king", "--num-nearest", "0"],
+         "--num-nearest must be at least 1, got 0"),
     ],
-)
-def test_settings_out_of_range_stop_at_the_parser(capsys, argv, message):
-    with pytest.raises(SystemExit) as stop:
-        w2v.parse_args(argv)
-    assert stop.value.code == 2
-    assert message in capsys.readouterr().err
+)  # fmt: skip
+def test_settings_out_of_range_are_one_line_before_anything(
+    tmp_path, capsys, argv, message
+):
+    # --quick shrinks the run only after the checks: --epochs 0 is still wrong.
+    out, logs = tmp_path / "out", tmp_path / "logs"
+    folders = ["--output-dir", str(out), "--log-dir", str(logs)]
+    assert w2v.main(["--quick", *argv, *folders]) == 2
+    assert capsys.readouterr().err == f"error: {message}\n"  # no usage block
+    assert not out.exists() and not logs.exists()
 
 
 # A run as a user would ---------------------------------------------------------------
