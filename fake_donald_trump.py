@@ -45,6 +45,7 @@ the same CPU with the same seed; a GPU may differ.
 """
 
 import argparse
+import contextlib
 import csv
 import functools
 import html
@@ -173,24 +174,12 @@ def parse_args(argv=None):
     own.add_argument(
         "--max-length", type=int, default=280, help="most characters in a tweet"
     )
-    args = parser.parse_args(argv)
-    if args.quick:  # tiny everything: the whole path in seconds
-        args.epochs, args.steps_per_epoch = 1, min(args.steps_per_epoch, 8)
-        args.units, args.layers = min(args.units, 32), 1
-        args.embedding_dim = min(args.embedding_dim, 16)
-        args.seq_length, args.batch_size = (
-            min(args.seq_length, 40),
-            min(args.batch_size, 16),
-        )
-        args.num_tweets, args.max_length = (
-            min(args.num_tweets, 3),
-            min(args.max_length, 60),
-        )
-    return args
+    return parser.parse_args(argv)
 
 
 def check_settings(args):
-    """Reject impossible settings with one line, before anything is written."""
+    """Reject impossible settings with one line, before anything is written;
+    then --quick shrinks the run."""
     if not 0 <= args.temperature < math.inf:  # also catches nan
         raise UsageError(
             f"--temperature must be 0 (greedy) or a positive number, got "
@@ -216,6 +205,14 @@ def check_settings(args):
             raise UsageError(f"{flag} must be at least 1, got {getattr(args, name)}")
     if args.top_k < 0 or args.steps_per_epoch < 0:
         raise UsageError("--top-k and --steps-per-epoch must be 0 or more")
+    if args.quick:  # after the checks: tiny everything, the whole path in seconds
+        args.epochs, args.steps_per_epoch = 1, min(args.steps_per_epoch, 8)
+        args.units, args.layers = min(args.units, 32), 1
+        args.embedding_dim = min(args.embedding_dim, 16)
+        args.seq_length = min(args.seq_length, 40)
+        args.batch_size = min(args.batch_size, 16)
+        args.num_tweets = min(args.num_tweets, 3)
+        args.max_length = min(args.max_length, 60)
     if len(clean_tweet(args.prime)) >= args.max_length:
         raise UsageError(
             f"--prime is {len(args.prime)} characters; --max-length "
@@ -633,7 +630,7 @@ def train(model, train_ds, val_ds, args, run_dir, log_dir, vocab, initial_epoch,
     if checkpoint_cb.nan_batch is not None:
         raise UsageError(
             f"the loss became NaN at batch {checkpoint_cb.nan_batch}; lower "
-            "--learning-rate (the best model so far is kept)"
+            "--learning-rate and start again"
         )
 
 
@@ -658,8 +655,15 @@ def plot_curves(history, path, args):
 
 
 def load_vocab(run_dir):
-    """The run's vocabulary, saved beside model.keras."""
-    return json.loads((Path(run_dir) / "vocab.json").read_text(encoding="utf-8"))
+    """The run's vocabulary, saved beside model.keras: {"vocab": [...], ...}."""
+    path = Path(run_dir) / "vocab.json"
+    try:
+        saved = json.loads(path.read_text(encoding="utf-8"))
+        if not all(isinstance(ch, str) for ch in saved["vocab"]):
+            raise TypeError("not a list of characters")
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(f"{path}: damaged; train a new run") from None
+    return saved
 
 
 def generate_only(args):
@@ -735,6 +739,9 @@ def run(args):
         if not (run_dir / "state.json").exists():  # nothing worth keeping
             shutil.rmtree(run_dir)
             shutil.rmtree(log_dir, ignore_errors=True)
+            for folder in (run_dir.parent, log_dir.parent):  # if now empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             if isinstance(err, KeyboardInterrupt):
                 raise KeyboardInterrupt("nothing was saved yet: start again") from None
         raise
@@ -843,6 +850,8 @@ def make_run_dirs(args):
                 log_dir.mkdir(parents=True, exist_ok=True)
             except OSError:
                 run_dir.rmdir()
+                with contextlib.suppress(OSError):  # and no empty lesson folder
+                    out_root.rmdir()
                 raise
             return run_dir, log_dir
     except OSError as err:
@@ -872,7 +881,7 @@ def model_run_dir(args, needs=("model.keras",)):
     else:
         path = Path(args.model)
         run_dir = path.parent if path.suffix == ".keras" else path
-        where, fix = f"--model {path}", "give a run folder"
+        where, fix = f"--model {path}", f"give a run folder of {SCRIPT}.py"
     for name in needs:
         if not (run_dir / name).is_file():
             raise UsageError(f"{where}: no {name} there; {fix}")
@@ -897,7 +906,13 @@ def resume_checkpoint(run_dir):
             f"{run_dir} stopped before its first checkpoint: nothing to resume; "
             "delete that folder, or start a new run"
         )
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    try:
+        state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+        state = {"epoch": int(state["epoch"]), "best": state["best"]}
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
+        ) from None
     return load_run_model(run_dir / "last.keras"), state
 
 

@@ -708,6 +708,9 @@ def run(args):
         if not (run_dir / "state.json").exists():  # nothing worth keeping
             shutil.rmtree(run_dir)
             shutil.rmtree(log_dir, ignore_errors=True)
+            for folder in (run_dir.parent, log_dir.parent):  # if now empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             if isinstance(err, KeyboardInterrupt):
                 raise KeyboardInterrupt("nothing was saved yet: start again") from None
         raise
@@ -799,6 +802,8 @@ def make_run_dirs(args):
                 log_dir.mkdir(parents=True, exist_ok=True)
             except OSError:
                 run_dir.rmdir()
+                with contextlib.suppress(OSError):  # and no empty lesson folder
+                    out_root.rmdir()
                 raise
             return run_dir, log_dir
     except OSError as err:
@@ -828,7 +833,7 @@ def model_run_dir(args, needs=("model.keras",)):
     else:
         path = Path(args.model)
         run_dir = path.parent if path.suffix == ".keras" else path
-        where, fix = f"--model {path}", "give a run folder"
+        where, fix = f"--model {path}", f"give a run folder of {SCRIPT}.py"
     for name in needs:
         if not (run_dir / name).is_file():
             raise UsageError(f"{where}: no {name} there; {fix}")
@@ -853,7 +858,13 @@ def resume_checkpoint(run_dir):
             f"{run_dir} stopped before its first checkpoint: nothing to resume; "
             "delete that folder, or start a new run"
         )
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    try:
+        state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+        state = {"epoch": int(state["epoch"]), "best": state["best"]}
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
+        ) from None
     return load_run_model(run_dir / "last.keras"), state
 
 

@@ -32,6 +32,7 @@ same CPU with the same seed; a GPU may differ in the last digits.
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import os
@@ -396,6 +397,8 @@ def make_run_dirs(args):
                 log_dir.mkdir(parents=True, exist_ok=True)
             except OSError:
                 run_dir.rmdir()
+                with contextlib.suppress(OSError):  # and no empty lesson folder
+                    out_root.rmdir()
                 raise
             return run_dir, log_dir
     except OSError as err:

@@ -43,6 +43,7 @@ Figures repeat on the same CPU with the same seed; a GPU may differ.
 """
 
 import argparse
+import contextlib
 import itertools
 import json
 import math
@@ -445,10 +446,7 @@ def train(model, series, args, run_dir, log_dir, initial_epoch, best):
         verbose=2,
     )
     if checkpoint_cb.nan_batch is not None:
-        raise UsageError(
-            "the loss became NaN; the last good checkpoint is kept: lower "
-            "--learning-rate and start again"
-        )
+        raise UsageError("the loss became NaN; lower --learning-rate and start again")
     epochs_run = len(history.history.get("loss", []))
     seconds = time.time() - started
     return epochs_run * len(series["train"]) / max(seconds, 1e-9)
@@ -791,6 +789,9 @@ def run(args):
         if not (run_dir / "state.json").exists():  # nothing worth keeping
             shutil.rmtree(run_dir)
             shutil.rmtree(log_dir, ignore_errors=True)
+            for folder in (run_dir.parent, log_dir.parent):  # if now empty
+                with contextlib.suppress(OSError):
+                    folder.rmdir()
             if isinstance(err, KeyboardInterrupt):
                 raise KeyboardInterrupt("nothing was saved yet: start again") from None
         raise
@@ -917,6 +918,8 @@ def make_run_dirs(args):
                 log_dir.mkdir(parents=True, exist_ok=True)
             except OSError:
                 run_dir.rmdir()
+                with contextlib.suppress(OSError):  # and no empty lesson folder
+                    out_root.rmdir()
                 raise
             return run_dir, log_dir
     except OSError as err:
@@ -946,7 +949,7 @@ def model_run_dir(args, needs=("model.keras",)):
     else:
         path = Path(args.model)
         run_dir = path.parent if path.suffix == ".keras" else path
-        where, fix = f"--model {path}", "give a run folder"
+        where, fix = f"--model {path}", f"give a run folder of {SCRIPT}.py"
     for name in needs:
         if not (run_dir / name).is_file():
             raise UsageError(f"{where}: no {name} there; {fix}")
@@ -971,7 +974,13 @@ def resume_checkpoint(run_dir):
             f"{run_dir} stopped before its first checkpoint: nothing to resume; "
             "delete that folder, or start a new run"
         )
-    state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+    try:
+        state = json.loads((run_dir / "state.json").read_text(encoding="utf-8"))
+        state = {"epoch": int(state["epoch"]), "best": state["best"]}
+    except (ValueError, KeyError, TypeError):
+        raise UsageError(
+            f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
+        ) from None
     return load_run_model(run_dir / "last.keras"), state
 
 

@@ -238,6 +238,7 @@ def test_negative_temperature_is_one_line(tmp_path, capsys, tweets_csv):
         (["--learning-rate", "nan"], "--learning-rate must be a positive number"),
         (["--quick", "--max-length", "0"], "--max-length must be at least 1, got 0"),
         (["--quick", "--embedding-dim", "0"], "--embedding-dim must be at least 1"),
+        (["--quick", "--epochs", "0"], "--epochs must be at least 1, got 0"),
         (["--prime", "中国 hi"], "--prime has characters the training tweets never"),
     ],
 )
@@ -351,8 +352,9 @@ def test_a_nan_loss_is_one_line_and_leaves_no_run(tmp_path, capsys, tweets_csv):
     )
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: the loss became NaN"), err[-3:]
-    assert list((out / lesson.SCRIPT).iterdir()) == []
-    assert list((logs / lesson.SCRIPT).iterdir()) == []
+    assert err[-1].endswith("lower --learning-rate and start again")
+    # not even an empty lesson folder
+    assert not (out / lesson.SCRIPT).exists() and not (logs / lesson.SCRIPT).exists()
 
 
 def test_an_interrupt_before_the_first_checkpoint_keeps_nothing(
@@ -365,7 +367,7 @@ def test_an_interrupt_before_the_first_checkpoint_keeps_nothing(
     code, out, logs = run_main(tmp_path, "--quick", "--data", tweets_csv)
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 130 and err[-1] == "interrupted; nothing was saved yet: start again"
-    assert list((out / lesson.SCRIPT).iterdir()) == []
+    assert not (out / lesson.SCRIPT).exists() and not (logs / lesson.SCRIPT).exists()
     code, out, logs = run_main(tmp_path, "--resume")
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 2 and err[-1].startswith("error: no unfinished run in "), err[-1]
@@ -396,6 +398,11 @@ def test_generate_only_names_what_a_run_lacks(tmp_path, capsys):
     assert code == 2 and err[-1].endswith(
         "_00: no vocab.json there; give a complete run with --model, or train again"
     ), err[-1]
+    for damaged in ("{bad", "{}", '{"vocab": [1, 2]}'):
+        (run_dir / "vocab.json").write_text(damaged)
+        code, _, _ = run_main(tmp_path, "--generate-only")
+        err = capsys.readouterr().err.strip().splitlines()
+        assert code == 2 and err[-1].endswith("vocab.json: damaged; train a new run")
     (run_dir / "vocab.json").write_text(json.dumps({"vocab": ["?", "\n", "a"]}))
     code, _, _ = run_main(tmp_path, "--generate-only")
     err = capsys.readouterr().err.strip().splitlines()

@@ -199,7 +199,7 @@ def test_a_folder_that_cannot_be_made_is_one_line_and_leaves_nothing(lesson, tmp
     args.log_dir = str(blocker)
     with pytest.raises(lesson.UsageError, match=r"^--log-dir: cannot make .*a_file"):
         lesson.make_run_dirs(args)
-    assert list((tmp_path / "out" / "simple_rnn").iterdir()) == []  # no half run
+    assert not (tmp_path / "out" / "simple_rnn").exists()  # no half-made run
 
 
 def test_write_json_handles_numpy_and_paths(lesson, tmp_path):
@@ -251,6 +251,10 @@ def test_a_damaged_run_is_one_line_for_inference_and_resume(trainer, tmp_path):
         trainer.load_run_model(run_dir / "model.keras")
     with pytest.raises(trainer.UsageError, match="before its first checkpoint"):
         trainer.resume_checkpoint(run_dir)
+    for damaged in ("{oops", "{}", '{"epoch": "x", "best": 1}'):
+        (run_dir / "state.json").write_text(damaged)
+        with pytest.raises(trainer.UsageError, match="state.json: damaged; delete"):
+            trainer.resume_checkpoint(run_dir)
     (run_dir / "state.json").write_text(json.dumps({"epoch": 1, "best": 2.0}))
     with pytest.raises(trainer.UsageError, match="last.keras: not a readable"):
         trainer.resume_checkpoint(run_dir)

@@ -372,7 +372,8 @@ def test_nearest_on_a_run_that_is_not_word2vecs_is_one_line(tmp_path, capsys):
     assert w2v.main(argv) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert err == [
-        f"error: --model {run_dir}: no metadata.tsv there; give a run folder"
+        f"error: --model {run_dir}: no metadata.tsv there; give a run folder "
+        "of word2vec.py"
     ]
     (run_dir / "metadata.tsv").write_text("UNK\nking\n")
     assert w2v.main(argv) == 2
