@@ -700,20 +700,10 @@ def run(args):
     )
 
     train_started = time.time()
-    try:
+    with discard_unsaved_run(run_dir, log_dir):
         epochs_run = train(
             model, train_ds, val_ds, args, run_dir, log_dir, initial_epoch, best
         )
-    except (UsageError, KeyboardInterrupt) as err:
-        if not (run_dir / "state.json").exists():  # nothing worth keeping
-            shutil.rmtree(run_dir)
-            shutil.rmtree(log_dir, ignore_errors=True)
-            for folder in (run_dir.parent, log_dir.parent):  # if now empty
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            if isinstance(err, KeyboardInterrupt):
-                raise KeyboardInterrupt("nothing was saved yet: start again") from None
-        raise
     train_seconds = time.time() - train_started
     model = load_run_model(run_dir / "model.keras")  # the best weights
 
@@ -866,6 +856,26 @@ def resume_checkpoint(run_dir):
             f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
         ) from None
     return load_run_model(run_dir / "last.keras"), state
+
+
+@contextlib.contextmanager
+def discard_unsaved_run(run_dir, log_dir):
+    """Around training: a run stopped (bad input, a NaN, Ctrl-C) before its
+    first checkpoint is removed, folders and all; one with a checkpoint stays
+    for --resume."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt) as err:
+        if (run_dir / "state.json").exists():
+            raise
+        shutil.rmtree(run_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for folder in (run_dir.parent, log_dir.parent):  # if now empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt("nothing was saved yet: start again") from None
+        raise
 
 
 def save_model(model, path):

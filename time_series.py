@@ -711,8 +711,6 @@ def open_run(args):
     The data are loaded and checked before any folder is made."""
     if args.resume:
         run_dir, log_dir = find_run(args, completed=False)
-        if not (run_dir / "state.json").exists():
-            raise UsageError(f"{run_dir} has no checkpoint yet; start a new run")
         kept = {"output_dir", "log_dir", "show", "resume"}
         for name, value in saved_settings(run_dir)["args"].items():
             if name not in kept:
@@ -781,20 +779,10 @@ def run(args):
     series, run_dir, log_dir, model, initial_epoch, best = open_run(args)
     model.summary(print_fn=lambda line, **_: print(line, file=sys.stderr))
 
-    try:
+    with discard_unsaved_run(run_dir, log_dir):
         windows_per_second = train(
             model, series, args, run_dir, log_dir, initial_epoch, best
         )
-    except (UsageError, KeyboardInterrupt) as err:
-        if not (run_dir / "state.json").exists():  # nothing worth keeping
-            shutil.rmtree(run_dir)
-            shutil.rmtree(log_dir, ignore_errors=True)
-            for folder in (run_dir.parent, log_dir.parent):  # if now empty
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            if isinstance(err, KeyboardInterrupt):
-                raise KeyboardInterrupt("nothing was saved yet: start again") from None
-        raise
     model = load_run_model(run_dir / "model.keras")  # the best weights
 
     linear = fit_linear(*inputs_targets(series["train"]))
@@ -982,6 +970,26 @@ def resume_checkpoint(run_dir):
             f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
         ) from None
     return load_run_model(run_dir / "last.keras"), state
+
+
+@contextlib.contextmanager
+def discard_unsaved_run(run_dir, log_dir):
+    """Around training: a run stopped (bad input, a NaN, Ctrl-C) before its
+    first checkpoint is removed, folders and all; one with a checkpoint stays
+    for --resume."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt) as err:
+        if (run_dir / "state.json").exists():
+            raise
+        shutil.rmtree(run_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for folder in (run_dir.parent, log_dir.parent):  # if now empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt("nothing was saved yet: start again") from None
+        raise
 
 
 def save_model(model, path):

@@ -1027,18 +1027,8 @@ def run(args):
         initial_epoch, best = 0, None
     model.summary(print_fn=lambda line, **_: print(line, file=sys.stderr))
 
-    try:
+    with discard_unsaved_run(run_dir, log_dir):
         train_seconds = train(model, data, args, run_dir, log_dir, initial_epoch, best)
-    except (UsageError, KeyboardInterrupt) as err:
-        if not (run_dir / "state.json").exists():  # nothing worth keeping
-            shutil.rmtree(run_dir)
-            shutil.rmtree(log_dir, ignore_errors=True)
-            for folder in (run_dir.parent, log_dir.parent):  # if now empty
-                with contextlib.suppress(OSError):
-                    folder.rmdir()
-            if isinstance(err, KeyboardInterrupt):
-                raise KeyboardInterrupt("nothing was saved yet: start again") from None
-        raise
     epochs_run = args.epochs - initial_epoch
     words_per_second = corpus_words * epochs_run / max(train_seconds, 1e-9)
 
@@ -1222,6 +1212,26 @@ def resume_checkpoint(run_dir):
             f"{run_dir / 'state.json'}: damaged; delete {run_dir}, or start a new run"
         ) from None
     return load_run_model(run_dir / "last.keras"), state
+
+
+@contextlib.contextmanager
+def discard_unsaved_run(run_dir, log_dir):
+    """Around training: a run stopped (bad input, a NaN, Ctrl-C) before its
+    first checkpoint is removed, folders and all; one with a checkpoint stays
+    for --resume."""
+    try:
+        yield
+    except (UsageError, KeyboardInterrupt) as err:
+        if (run_dir / "state.json").exists():
+            raise
+        shutil.rmtree(run_dir)
+        shutil.rmtree(log_dir, ignore_errors=True)
+        for folder in (run_dir.parent, log_dir.parent):  # if now empty
+            with contextlib.suppress(OSError):
+                folder.rmdir()
+        if isinstance(err, KeyboardInterrupt):
+            raise KeyboardInterrupt("nothing was saved yet: start again") from None
+        raise
 
 
 def save_model(model, path):

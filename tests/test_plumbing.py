@@ -37,6 +37,7 @@ TRAINING = [
     "model_run_dir",
     "load_run_model",
     "resume_checkpoint",
+    "discard_unsaved_run",
     "save_model",
     "RunCheckpoint",
 ]
@@ -258,6 +259,22 @@ def test_a_damaged_run_is_one_line_for_inference_and_resume(trainer, tmp_path):
     (run_dir / "state.json").write_text(json.dumps({"epoch": 1, "best": 2.0}))
     with pytest.raises(trainer.UsageError, match="last.keras: not a readable"):
         trainer.resume_checkpoint(run_dir)
+
+
+def test_a_run_stopped_before_its_first_checkpoint_is_discarded(trainer, tmp_path):
+    args = run_args(trainer, tmp_path, "--quick")
+    run_dir, log_dir = trainer.make_run_dirs(args)
+    with pytest.raises(KeyboardInterrupt, match="nothing was saved yet"):
+        with trainer.discard_unsaved_run(run_dir, log_dir):
+            raise KeyboardInterrupt
+    assert not (tmp_path / "out" / trainer.SCRIPT).exists()
+    assert not (tmp_path / "logs" / trainer.SCRIPT).exists()
+    run_dir, log_dir = trainer.make_run_dirs(args)
+    (run_dir / "state.json").write_text("{}")  # a checkpoint: kept for --resume
+    with pytest.raises(trainer.UsageError, match="NaN"):
+        with trainer.discard_unsaved_run(run_dir, log_dir):
+            raise trainer.UsageError("NaN")
+    assert run_dir.is_dir() and log_dir.is_dir()
 
 
 def tiny_fit(trainer, run_dir, monitor, x, y, epochs=2, best=None):
